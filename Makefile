@@ -1,0 +1,60 @@
+# Zhouxin — every stage is a target; `make help` lists them. No logic here: the CLI does the work.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PYTHON ?= python3.11
+UV_VERSION ?= 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+ZX := $(BIN)/zhouxin
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export ZHOUXIN_PERSON_SALT ?= local-development-salt-not-secret
+
+.PHONY: help install run simulate calibrate data-dictionary test test-all lint typecheck bench bench-large clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+install: $(VENV)/.synced ## create .venv from the lock file (uv sync --frozen)
+
+run: install ## the main job end to end on the embedded defaults: simulate the default world + calibration report
+	$(ZX) run
+
+simulate: install ## simulate the default world (raw deliveries + truth/) under the workspace
+	$(ZX) data simulate
+
+calibrate: install ## print and store the calibration report of the last simulated world
+	$(ZX) data calibrate
+
+data-dictionary: install ## generate the human data dictionary from configs/catalog.yaml
+	$(ZX) catalog dictionary
+
+test: install ## the default test suite (fast unit, property and small-world integration tests)
+	$(BIN)/pytest -q -n 2
+
+test-all: install ## every test, slow ones included
+	$(BIN)/pytest -q -n 2 -m ""
+
+lint: install ## ruff
+	$(BIN)/ruff check .
+
+typecheck: install ## mypy on the kernel and public APIs
+	$(BIN)/mypy kernel data/simulate
+
+bench: install ## benchmarks on the default world; figures written under benchmarks/results/
+	$(BIN)/python benchmarks/bench_simulate.py --enterprises 5000
+
+bench-large: install ## benchmark on a world of >= 20M records
+	$(BIN)/python benchmarks/bench_simulate.py --enterprises 50000 --label large
+
+clean: ## remove the workspace (generated data), keep the virtual environment
+	rm -rf workspace

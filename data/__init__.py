@@ -1,0 +1,1 @@
+"""Data stage: the simulator, ingestion into the warehouse, and the marts."""

@@ -1,0 +1,1 @@
+"""Observation modules: one per source department (group), each owning catalog sub-items."""
