@@ -89,10 +89,7 @@ def generate_usccs(rng: np.random.Generator, regions: np.ndarray, legacy: np.nda
                 digits = rng.integers(0, 10, size=(n, 8))
                 chars = rng.integers(0, 31, size=(n, 6))
                 k = 0
-            if legacy[i]:
-                body = "".join(map(str, digits[k]))
-            else:
-                body = "MA" + "".join(_MA_CHARS[chars[k]])
+            body = "".join(map(str, digits[k])) if legacy[i] else "MA" + "".join(_MA_CHARS[chars[k]])
             k += 1
             code = make_uscc(str(regions[i]), body)
             if code not in seen:

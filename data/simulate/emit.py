@@ -17,9 +17,8 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from kernel.catalog import Catalog, SubItem
-
 from data.simulate.calendar import date_to_month
+from kernel.catalog import Catalog, SubItem
 
 ArrayLike = np.ndarray | Sequence[object]
 NAT = np.datetime64("NaT", "D")

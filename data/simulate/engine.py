@@ -7,14 +7,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kernel.catalog import Catalog, load_catalog
-
 from data.simulate.context import MonthContext, ObservationModule
 from data.simulate.emit import BatchSink, Emitter
 from data.simulate.latent import LatentProcess, calibrate_hazard_intercept
 from data.simulate.networks import Networks, build_networks
 from data.simulate.params import WorldParams
 from data.simulate.world import Enterprises, draw_enterprises, module_rng
+from kernel.catalog import Catalog, load_catalog
 
 MonthHook = Callable[[MonthContext], None]
 

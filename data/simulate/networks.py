@@ -228,7 +228,7 @@ def _draw_holdings(params: WorldParams, ent: Enterprises, rng: np.random.Generat
     outside = rng.random(n) < 0.05
     foreign = rng.random(n) < 0.02
     fund = rng.random(n) < 0.02
-    target, kind, index, hid, share = [], [], [], [], []
+    target, kind, index, share = [], [], [], []
     for i in range(n):
         sv = shares[i]
         for j, s in enumerate(sv.tolist()):

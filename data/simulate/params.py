@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field, field_validator
 
-from kernel.config import FrozenModel, configs_dir, load_yaml_model
-
 from data.simulate.calendar import month_index
+from kernel.config import FrozenModel, configs_dir, load_yaml_model
 
 SECTOR_COLUMNS = ("share", "mu_s", "beta_s", "sales_median", "sales_logsd", "employees_median",
                   "elec", "water", "gas", "prop", "customs", "ftz", "cluster")
@@ -200,6 +199,6 @@ def load_world_params(path: Path | None = None, **overrides: object) -> WorldPar
     return params
 
 
-def load_module_params(model: type[FrozenModel], name: str):  # noqa: ANN201 - returns `model`
+def load_module_params(model: type[FrozenModel], name: str):
     """Parameters of one observation module: configs/simulation/<name>.yaml."""
     return load_yaml_model(model, configs_dir() / "simulation" / f"{name}.yaml")

@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kernel.uscc import generate_usccs
-
 from data.simulate.calendar import month_index
 from data.simulate.params import OIL_CHAIN, WorldParams
+from kernel.uscc import generate_usccs
 
 
 def module_rng(root_seed: int, name: str) -> np.random.Generator:

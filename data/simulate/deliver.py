@@ -1,0 +1,180 @@
+"""Write batches as the departments deliver them: one file per resource library and month.
+
+Each department has its delivery format in the catalog (CSV, JSON lines or Parquet). Rows get the
+metadata columns of catalog §1; snapshots and lists also `_valid_from` / `_valid_to`. Files are
+written to a temporary name and renamed, and a manifest lists every file with its row count and
+content hash, so a reader can tell a complete delivery from a torn one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from data.simulate.calendar import month_label
+from data.simulate.emit import Batch
+from kernel.catalog import Catalog, Library, SubItem
+
+
+class DirtInjector(Protocol):
+    def spoil(self, frame: pd.DataFrame, batch: Batch, library: Library) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Return the delivered frame (possibly spoiled, with extra rows) and a log of defects."""
+        ...
+
+
+def route_rows(frame: pd.DataFrame, libraries: tuple[Library, ...]) -> np.ndarray:
+    """Library id per row: the first library whose selector matches, else the one without a selector."""
+    out = np.empty(len(frame), dtype=object)
+    default = [lib for lib in libraries if lib.selector is None]
+    out[:] = default[0].id if default else libraries[0].id
+    taken = np.zeros(len(frame), dtype=bool)
+    for lib in libraries:
+        sel = lib.selector
+        if sel is None:
+            continue
+        col = frame[sel.field]
+        if sel.not_null:
+            m = col.notna().to_numpy()
+        elif sel.equals:
+            m = col.isin(sel.equals).to_numpy()
+        else:
+            m = (pd.to_numeric(col, errors="coerce") > (sel.greater_than or 0)).fillna(False).to_numpy()
+        m = m & ~taken
+        out[m] = lib.id
+        taken |= m
+    return out
+
+
+def row_hashes(frame: pd.DataFrame) -> np.ndarray:
+    """A stable 16-hex hash of each row's catalog fields (duplicates share it)."""
+    h = pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
+    return np.array([f"{v:016x}" for v in h.tolist()], dtype=object)
+
+
+def _iso_dates(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for c in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[c]):
+            out[c] = out[c].dt.strftime("%Y-%m-%d")
+    return out
+
+
+@dataclass
+class FileSink:
+    """Writes deliveries under `root/raw/<dept>/<library>/<YYYY-MM>.<ext>` and keeps the manifest."""
+
+    root: Path
+    catalog: Catalog
+    dirt: DirtInjector | None = None
+    files: list[dict[str, object]] = field(default_factory=list)
+    rows_written: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    _truth_rows: list[pd.DataFrame] = field(default_factory=list)
+    _dirty_rows: list[pd.DataFrame] = field(default_factory=list)
+    _tables: dict[tuple[str, str], list[pd.DataFrame]] = field(default_factory=lambda: defaultdict(list))
+
+    def write(self, batch: Batch) -> None:
+        spec = batch.sub_item
+        frame = batch.frame
+        frame = frame.assign(_available_date=batch.available)
+        if spec.is_versioned:
+            vf = np.where(np.isnat(batch.valid_from), batch.available, batch.valid_from)
+            frame = frame.assign(_valid_from=vf, _valid_to=np.full(len(frame), np.datetime64("NaT"), "datetime64[D]"))
+        libs = self.catalog.libraries_of(spec.code)
+        frame["_source_library"] = route_rows(batch.frame, libs)
+        frame["__ent"] = batch.ent
+        frame["__cause"] = batch.cause
+        for lib in libs:
+            part = frame[frame["_source_library"] == lib.id].reset_index(drop=True)
+            if part.empty:
+                continue
+            self._write_library(spec, lib, batch.month, part)
+
+    def _write_library(self, spec: SubItem, lib: Library, month: int, part: pd.DataFrame) -> None:
+        fields = list(spec.field_names)
+        log = pd.DataFrame()
+        delivered = part
+        if self.dirt is not None:
+            delivered, log = self.dirt.spoil(part, Batch(spec, month, part[fields], part["__ent"].to_numpy(),
+                                                         part["_available_date"].to_numpy(),
+                                                         np.array([]), part["__cause"].to_numpy()), lib)
+        if delivered.empty:
+            return
+        dept = self.catalog.department(lib.department)
+        batch_id = f"{lib.id}-{month_label(month).replace('-', '')}"
+        delivered = delivered.reset_index(drop=True)
+        truth_cols = delivered[["__ent", "__cause"]].copy()
+        delivered = delivered.drop(columns=["__ent", "__cause"])
+        delivered["_batch_id"] = batch_id
+        delivered["_ingest_ts"] = (pd.to_datetime(delivered["_available_date"]) + pd.Timedelta(hours=26)).dt.strftime(
+            "%Y-%m-%dT%H:%M:%S")
+        delivered["_row_hash"] = row_hashes(delivered[fields])
+        meta = ["_source_library", "_batch_id", "_ingest_ts", "_available_date", "_row_hash"]
+        if spec.is_versioned:
+            meta += ["_valid_from", "_valid_to"]
+        delivered = delivered[fields + meta]
+        path = self.root / "raw" / dept.id / lib.id / f"{month_label(month)}.{dept.delivery_format}"
+        digest = _write_frame(delivered, path, dept.delivery_format)
+        self.files.append({"path": str(path.relative_to(self.root)), "library": lib.id, "sub_item": spec.code,
+                           "department": dept.id, "month": month_label(month), "batch_id": batch_id,
+                           "rows": len(delivered), "sha256": digest})
+        self.rows_written[spec.code] += len(delivered)
+        # truth: which enterprise and cause produced each delivered row
+        n_clean = len(truth_cols)
+        self._truth_rows.append(pd.DataFrame({
+            "batch_id": batch_id, "sub_item": spec.code, "row_number": np.arange(n_clean),
+            "slot": truth_cols["__ent"].to_numpy(), "cause": truth_cols["__cause"].to_numpy()}))
+        if len(log):
+            self._dirty_rows.append(log.assign(batch_id=batch_id, sub_item=spec.code))
+
+    def write_table(self, area: str, name: str, frame: pd.DataFrame) -> None:
+        self._tables[(area, name)].append(frame)
+
+    def close(self) -> None:
+        if self.dirt is not None and hasattr(self.dirt, "held_keys"):
+            for lib_id, month in self.dirt.held_keys():
+                lib = self.catalog.library(lib_id)
+                spec = self.catalog.sub_item(lib.sub_item)
+                empty = pd.DataFrame({c: pd.Series(dtype=object) for c in
+                                      [*spec.field_names, "_available_date", "_source_library", "__ent", "__cause"]})
+                self._write_library(spec, lib, month, empty)
+        for (area, name), parts in self._tables.items():
+            path = self.root / area / f"{name}.parquet"
+            _write_frame(pd.concat(parts, ignore_index=True), path, "parquet")
+        if self._truth_rows:
+            _write_frame(pd.concat(self._truth_rows, ignore_index=True), self.root / "truth" / "truth_cascade.parquet",
+                         "parquet")
+        dirty = pd.concat(self._dirty_rows, ignore_index=True) if self._dirty_rows else pd.DataFrame(
+            columns=["batch_id", "sub_item", "row_number", "defect", "field", "original"])
+        _write_frame(dirty.astype({"original": "string"}) if len(dirty) else dirty, self.root / "truth" / "dirty_log.parquet", "parquet")
+        manifest = {"files": sorted(self.files, key=lambda f: str(f["path"])),
+                    "rows_by_sub_item": dict(sorted(self.rows_written.items())),
+                    "total_rows": int(sum(self.rows_written.values()))}
+        path = self.root / "raw" / "manifest.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
+
+
+def _write_frame(frame: pd.DataFrame, path: Path, fmt: str) -> str:
+    """Write atomically (temp file, then rename) and return the file's sha256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    if fmt == "parquet":
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        pq.write_table(table, tmp, compression="zstd")
+    elif fmt == "csv":
+        _iso_dates(frame).to_csv(tmp, index=False, encoding="utf-8", lineterminator="\n")
+    elif fmt == "jsonl":
+        _iso_dates(frame).to_json(tmp, orient="records", lines=True, force_ascii=False)
+    else:
+        raise ValueError(f"unknown delivery format {fmt!r}")
+    tmp.replace(path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
