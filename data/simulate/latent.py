@@ -275,7 +275,9 @@ class LatentProcess:
 def annual_default_rate(params: WorldParams, ent: Enterprises, links: ContagionLinks, seed: int,
                         hazard_a: float, years: tuple[int, int]) -> float:
     """Mean annual latent default rate of performing firms over `years` (calibration objective)."""
-    proc = LatentProcess(params, ent_copy(ent), links, np.random.default_rng(seed), hazard_a)
+    from data.simulate.world import module_rng
+
+    proc = LatentProcess(params, ent_copy(ent), links, module_rng(seed, "latent"), hazard_a)
     rates = []
     t_stop = (years[1] + 1) * 12 - 1
     cohort: np.ndarray | None = None
@@ -307,7 +309,11 @@ def ent_copy(ent: Enterprises) -> Enterprises:
 
 def calibrate_hazard_intercept(params: WorldParams, ent: Enterprises, links: ContagionLinks, seed: int,
                                iterations: int = 14) -> float:
-    """Bisection on a so that the mean annual latent default rate hits the target (simulation.md §6.1)."""
+    """Bisection on a so that the mean annual latent default rate hits the target (simulation.md §6.1).
+
+    Runs use the same random stream as the real run (common random numbers), so the target holds on
+    the world actually simulated, whatever its factor path.
+    """
     target = params.hazard.target_annual_rate
     lo, hi = params.hazard.a - 3.0, params.hazard.a + 3.0
     for _ in range(iterations):

@@ -53,7 +53,12 @@ def oracle_pd12_monte_carlo(params: WorldParams, t: int, mu: np.ndarray, x: np.n
                             alive: np.ndarray, performing: np.ndarray, prev_h: np.ndarray,
                             links: ContagionLinks, hazard_a: float, rng: np.random.Generator,
                             paths: int | None = None, chunk: int | None = None) -> np.ndarray:
-    """Monte-Carlo P(first default in (t, t+12]) per slot, continuing the whole network (§10)."""
+    """Monte-Carlo P(first default in (t, t+12]) per slot, continuing the whole network (§10).
+
+    Defaults are sampled on every path to propagate contagion, but each firm's own probability is
+    accumulated as 1 - prod(1 - lambda) along the path (a conditional, Rao-Blackwellised estimate), so
+    PDs far below 1/paths are resolved instead of rounding to zero.
+    """
     lp, c, b = params.latent, params.contagion, params.hazard.b
     paths = paths or params.oracle.paths
     chunk = chunk or params.oracle.chunk
@@ -70,7 +75,7 @@ def oracle_pd12_monte_carlo(params: WorldParams, t: int, mu: np.ndarray, x: np.n
         m = np.full(r, macro)
         f = np.repeat(sector_f[None, :], r, axis=0)
         perf = np.repeat((alive & performing)[None, :], r, axis=0)
-        defaulted = np.zeros((r, n), dtype=bool)
+        survive = np.ones((r, n))
         h_prev = np.repeat(prev_h[None, :], r, axis=0)
         for k in range(1, HORIZON + 1):
             m = lp.macro_ar * m + rng.normal(0, lp.macro_sd, r)
@@ -83,12 +88,12 @@ def oracle_pd12_monte_carlo(params: WorldParams, t: int, mu: np.ndarray, x: np.n
             h = health(mu[None, :], xs, m[:, None], f[:, sector], beta[None, :],
                        young_penalty(t + k - birth_month, params)[None, :])
             lam = sigmoid(hazard_a - b * h) * params.policy_multiplier(t + k)
+            survive *= 1 - np.clip(lam, 0, 1)
             d = perf & (rng.random((r, n)) < lam)
-            defaulted |= d
             perf &= ~d
             if links.jump.nnz and d.any():
                 xs -= (jump_t @ d.T.astype(np.float64)).T
             h_prev = h
-        hits += defaulted.sum(axis=0)
+        hits += (1 - survive).sum(axis=0)
         done += r
     return hits / paths
