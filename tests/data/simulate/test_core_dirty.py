@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kernel.catalog import load_catalog
-from kernel.uscc import generate_usccs, is_valid_uscc, normalise_uscc
-
 from data.simulate.dirty import DirtyInjector
 from data.simulate.emit import Batch, Emitter, MemorySink
+from kernel.catalog import load_catalog
+from kernel.uscc import generate_usccs, is_valid_uscc, normalise_uscc
 
 
 def _tax_frame(n: int, seed: int = 0) -> tuple[pd.DataFrame, Batch]:

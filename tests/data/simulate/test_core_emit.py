@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernel.catalog import load_catalog
-
 from data.simulate.calendar import month_index
 from data.simulate.emit import Emitter, MemorySink
+from kernel.catalog import load_catalog
 
 
 def _columns(n: int) -> dict[str, object]:

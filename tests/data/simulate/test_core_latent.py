@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from data.simulate.latent import ContagionLinks, LatentProcess, annual_default_rate, calibrate_hazard_intercept
+from data.simulate.latent import (
+    ContagionLinks,
+    LatentProcess,
+    annual_default_rate,
+    calibrate_hazard_intercept,
+)
 from data.simulate.networks import build_networks
 from data.simulate.oracle import oracle_pd12_approx, oracle_pd12_monte_carlo
 from data.simulate.params import load_world_params

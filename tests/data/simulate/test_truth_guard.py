@@ -9,9 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kernel.errors import TruthAccessError
-
 from data.simulate import truth as truth_module
+from kernel.errors import TruthAccessError
 
 ROOT = Path(__file__).resolve().parents[3]
 ALLOWED = ("data/simulate/", "training/evaluation", "monitoring/backtest")
@@ -42,6 +41,6 @@ def test_runtime_guard_refuses_feature_code(tmp_path: Path) -> None:
     code = compile("def steal(root):\n    return read_truth('truth_enterprise', root)\n", "/repo/features/credit_view.py", "exec")
     fake.__dict__["read_truth"] = truth_module.read_truth
     exec(code, fake.__dict__)
-    with pytest.raises(TruthAccessError, match="features.credit_view"):
+    with pytest.raises(TruthAccessError, match=r"features\.credit_view"):
         fake.steal(tmp_path)
     assert truth_module.read_truth("truth_enterprise", tmp_path)["a"].tolist() == [1]
