@@ -61,7 +61,7 @@ class FieldSpec(FrozenModel):
     risk_direction: RiskDirection
     risk_note: str | None = None
     meaning_en: str
-    meaning_zh: str | None = None
+    meaning_zh: str
     distribution: str
 
     @model_validator(mode="after")
