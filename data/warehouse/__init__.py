@@ -1,0 +1,1 @@
+"""The financial theme warehouse: read deliveries, validate against the catalog, quarantine, land."""
