@@ -80,7 +80,7 @@ class DirtyParams(FrozenModel):
 
 def _log(rows: np.ndarray, defect: str, field: str, original: object) -> pd.DataFrame:
     orig = original if isinstance(original, (list, np.ndarray, pd.Series)) else [original] * len(rows)
-    return pd.DataFrame({"__pos": np.asarray(rows, dtype=np.int64), "defect": defect, "field": field,
+    return pd.DataFrame({"__pos": np.asarray(rows, dtype=np.float64), "defect": defect, "field": field,
                          "original": [None if pd.isna(v) else str(v) for v in orig]})
 
 

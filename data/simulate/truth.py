@@ -24,7 +24,7 @@ from kernel.workspace import truth_dir
 
 # module-name prefixes allowed to read truth/: the simulator itself, its calibration report, and
 # evaluation code of later stages (model evaluation against the oracle, signal back-tests)
-TRUTH_READERS = ("data.simulate", "training.evaluation", "monitoring.backtest", "tests.", "benchmarks.")
+TRUTH_READERS = ("data.simulate", "data.warehouse.evaluation", "training.evaluation", "monitoring.backtest", "tests.", "benchmarks.")
 
 
 def read_truth(name: str, root: Path | None = None) -> pd.DataFrame:
