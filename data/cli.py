@@ -88,3 +88,82 @@ def run_calibration(workspace: Path | None = None) -> bool:
     console.print(f"{n_pass} passed, {n_fail} failed, {len(rows) - n_pass - n_fail} not applicable; "
                   f"report: {paths[0]}")
     return n_fail == 0
+
+
+@app.command()
+def ingest(
+    workspace: Annotated[Path | None, typer.Option(help="workspace holding raw/ (default ZHOUXIN_WORKSPACE)")] = None,
+) -> None:
+    """Validate, quarantine and land every delivery under raw/ into the warehouse (idempotent)."""
+    ok = run_ingest(workspace)
+    raise typer.Exit(0 if ok else 1)
+
+
+def run_ingest(workspace: Path | None = None) -> bool:
+    """Ingest with a progress bar; print totals, the conservation check and the quality report paths."""
+    from data.warehouse.ingest import ingest_all
+    from data.warehouse.quality import build_quality_report, write_quality_report
+
+    ws = workspace or workspace_dir()
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("batches", total=None)
+        total = ingest_all(ws, progress=lambda done, n: bar.update(task, completed=done, total=n))
+    table = Table(title="Ingestion")
+    for col in ("batches", "skipped (already landed)", "records in", "accepted", "quarantined", "duplicates dropped",
+                "normalised"):
+        table.add_column(col, justify="right")
+    table.add_row(*(f"{v:,}" for v in (total.batches, total.skipped, total.records_in, total.accepted,
+                                        total.quarantined, total.duplicates, total.normalised)))
+    console.print(table)
+    balanced = total.records_in == total.accepted + total.quarantined + total.duplicates
+    console.print(("[green]conservation holds" if balanced else "[red]CONSERVATION BROKEN") +
+                  f": {total.records_in:,} in = {total.accepted:,} + {total.quarantined:,} + {total.duplicates:,}")
+    if total.fatal:
+        console.print(f"[red]{len(total.fatal)} unreadable file(s)[/]: " + "; ".join(total.fatal[:3]))
+    top = sorted(total.rules.items(), key=lambda kv: -kv[1])[:8]
+    if top:
+        console.print("top rule failures: " + ", ".join(f"{k} {v:,}" for k, v in top))
+    paths = write_quality_report(build_quality_report(ws), ws)
+    console.print(f"data-quality report: {paths[0]}")
+    return balanced
+
+
+@app.command()
+def quarantine(
+    summary: Annotated[bool, typer.Option("--summary", help="counts by department, rule and month")] = False,
+    rule: Annotated[str | None, typer.Option(help="show quarantined records failing this rule")] = None,
+    limit: Annotated[int, typer.Option(help="rows to show")] = 20,
+    workspace: Annotated[Path | None, typer.Option(help="workspace (default ZHOUXIN_WORKSPACE)")] = None,
+) -> None:
+    """Query the quarantine: a summary by department x rule x month, or the records failing one rule."""
+    import duckdb
+
+    from data.warehouse.quality import quarantine_summary
+
+    ws = workspace or workspace_dir()
+    if summary or rule is None:
+        s = quarantine_summary(ws)
+        if s.empty:
+            console.print("quarantine is empty")
+            return
+        piv = s.groupby(["department", "rule"], as_index=False)["records"].sum()
+        t = Table(title="Quarantine by department and rule (all months)")
+        for c in ("department", "rule", "records"):
+            t.add_column(c)
+        for r in piv.itertuples():
+            t.add_row(r.department, r.rule, f"{r.records:,}")
+        console.print(t)
+        by_month = s.groupby("month")["records"].sum()
+        console.print("by month: " + ", ".join(f"{m} {v}" for m, v in by_month.tail(12).items()) + " (last 12)")
+        return
+    folder = ws / "warehouse" / "_quarantine"
+    rows = duckdb.sql(f"select source_file, line, failures, record from read_parquet('{folder}/**/*.parquet') "
+                      f"where list_contains(list_transform(failures, lambda f: split_part(f, ':', 2)), '{rule}') "
+                      f"limit {int(limit)}").df()
+    t = Table(title=f"Quarantined records failing {rule!r}")
+    for c in ("file", "line", "failures", "record"):
+        t.add_column(c, overflow="fold")
+    for r in rows.itertuples():
+        t.add_row(r.source_file, str(r.line), ", ".join(r.failures), r.record[:160])
+    console.print(t)
