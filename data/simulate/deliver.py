@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from data.simulate.calendar import month_label
@@ -57,15 +58,21 @@ def route_rows(frame: pd.DataFrame, libraries: tuple[Library, ...]) -> np.ndarra
 def row_hashes(frame: pd.DataFrame) -> np.ndarray:
     """A stable 16-hex hash of each row's catalog fields (duplicates share it)."""
     h = pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
-    return np.array([f"{v:016x}" for v in h.tolist()], dtype=object)
+    hexed = h.astype(">u8").tobytes().hex()
+    return np.array([hexed[i:i + 16] for i in range(0, len(hexed), 16)], dtype=object)
 
 
 def _iso_dates(frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame.copy()
-    for c in out.columns:
-        if pd.api.types.is_datetime64_any_dtype(out[c]):
-            out[c] = out[c].dt.strftime("%Y-%m-%d")
-    return out
+    """Dates as ISO strings (nulls stay null) without per-value Python formatting."""
+    cols = {}
+    for c in frame.columns:
+        col = frame[c]
+        if pd.api.types.is_datetime64_any_dtype(col):
+            arr = col.to_numpy(dtype="datetime64[D]")
+            txt = np.datetime_as_string(arr, unit="D").astype(object)
+            txt[np.isnat(arr)] = None
+            cols[c] = txt
+    return frame.assign(**cols) if cols else frame
 
 
 @dataclass
@@ -83,19 +90,23 @@ class FileSink:
 
     def write(self, batch: Batch) -> None:
         spec = batch.sub_item
-        frame = batch.frame
-        frame = frame.assign(_available_date=batch.available)
-        if spec.is_versioned:
-            vf = np.where(np.isnat(batch.valid_from), batch.available, batch.valid_from)
-            frame = frame.assign(_valid_from=vf, _valid_to=np.full(len(frame), np.datetime64("NaT"), "datetime64[D]"))
+        n = len(batch.frame)
         libs = self.catalog.libraries_of(spec.code)
-        frame["_source_library"] = route_rows(batch.frame, libs)
-        frame["__ent"] = batch.ent
-        frame["__cause"] = batch.cause
+        routes = route_rows(batch.frame, libs) if len(libs) > 1 else np.full(n, libs[0].id, dtype=object)
+        extra: dict[str, np.ndarray] = {"_available_date": batch.available, "_source_library": routes}
+        if spec.is_versioned:
+            extra["_valid_from"] = np.where(np.isnat(batch.valid_from), batch.available, batch.valid_from)
+            extra["_valid_to"] = np.full(n, np.datetime64("NaT"), "datetime64[D]")
+        extra |= {"__ent": batch.ent, "__cause": batch.cause}
+        frame = batch.frame.assign(**extra)
         for lib in libs:
-            part = frame[frame["_source_library"] == lib.id].reset_index(drop=True)
-            if part.empty:
-                continue
+            if len(libs) == 1:
+                part = frame
+            else:
+                mask = routes == lib.id
+                if not mask.any():
+                    continue
+                part = frame[mask].reset_index(drop=True)
             self._write_library(spec, lib, batch.month, part)
 
     def _write_library(self, spec: SubItem, lib: Library, month: int, part: pd.DataFrame) -> None:
@@ -111,16 +122,16 @@ class FileSink:
         dept = self.catalog.department(lib.department)
         batch_id = f"{lib.id}-{month_label(month).replace('-', '')}"
         delivered = delivered.reset_index(drop=True)
-        truth_cols = delivered[["__ent", "__cause"]].copy()
-        delivered = delivered.drop(columns=["__ent", "__cause"])
-        delivered["_batch_id"] = batch_id
-        delivered["_ingest_ts"] = (pd.to_datetime(delivered["_available_date"]) + pd.Timedelta(hours=26)).dt.strftime(
-            "%Y-%m-%dT%H:%M:%S")
-        delivered["_row_hash"] = row_hashes(delivered[fields])
+        truth_ent = delivered["__ent"].to_numpy()
+        truth_cause = delivered["__cause"].to_numpy()
+        avail = delivered["_available_date"].to_numpy(dtype="datetime64[D]")
+        ingest_ts = np.char.add(np.datetime_as_string(avail + np.timedelta64(1, "D"), unit="D").astype(str),
+                                "T02:00:00").astype(object)
         meta = ["_source_library", "_batch_id", "_ingest_ts", "_available_date", "_row_hash"]
         if spec.is_versioned:
             meta += ["_valid_from", "_valid_to"]
-        delivered = delivered[fields + meta]
+        delivered = delivered.assign(_batch_id=batch_id, _ingest_ts=ingest_ts,
+                                     _row_hash=row_hashes(delivered[fields]))[fields + meta]
         path = self.root / "raw" / dept.id / lib.id / f"{month_label(month)}.{dept.delivery_format}"
         digest = _write_frame(delivered, path, dept.delivery_format)
         self.files.append({"path": str(path.relative_to(self.root)), "library": lib.id, "sub_item": spec.code,
@@ -128,10 +139,9 @@ class FileSink:
                            "rows": len(delivered), "sha256": digest})
         self.rows_written[spec.code] += len(delivered)
         # truth: which enterprise and cause produced each delivered row
-        n_clean = len(truth_cols)
         self._truth_rows.append(pd.DataFrame({
-            "batch_id": batch_id, "sub_item": spec.code, "row_number": np.arange(n_clean),
-            "slot": truth_cols["__ent"].to_numpy(), "cause": truth_cols["__cause"].to_numpy()}))
+            "batch_id": batch_id, "sub_item": spec.code, "row_number": np.arange(len(truth_ent)),
+            "slot": truth_ent, "cause": truth_cause}))
         if len(log):
             self._dirty_rows.append(log.assign(batch_id=batch_id, sub_item=spec.code))
 
@@ -171,7 +181,8 @@ def _write_frame(frame: pd.DataFrame, path: Path, fmt: str) -> str:
         table = pa.Table.from_pandas(frame, preserve_index=False)
         pq.write_table(table, tmp, compression="zstd")
     elif fmt == "csv":
-        _iso_dates(frame).to_csv(tmp, index=False, encoding="utf-8", lineterminator="\n")
+        table = pa.Table.from_pandas(_iso_dates(frame), preserve_index=False)
+        pacsv.write_csv(table, tmp, pacsv.WriteOptions(quoting_style="needed"))
     elif fmt == "jsonl":
         _iso_dates(frame).to_json(tmp, orient="records", lines=True, force_ascii=False)
     else:

@@ -124,11 +124,15 @@ class DirtyInjector:
         self._stale(f, spec, logs)
         self._spikes(f, spec, logs)
         self._mislink(f, spec, logs)
+        n_before = len(f)
         f = self._near_duplicates(f, spec, logs)
         f = self._duplicates(f, spec, logs)
+        if not logs:
+            return f.drop(columns="__pos"), pd.DataFrame()
         # final row numbers: position in the delivered file
-        order = np.argsort(f["__pos"].to_numpy(), kind="stable")
-        f = f.iloc[order].reset_index(drop=True)
+        if len(f) != n_before or held:
+            order = np.argsort(f["__pos"].to_numpy(), kind="stable")
+            f = f.iloc[order].reset_index(drop=True)
         pos_to_row = pd.Series(np.arange(len(f)), index=f["__pos"].to_numpy())
         log = pd.concat(logs, ignore_index=True) if logs else pd.DataFrame(columns=["__pos", "defect", "field", "original"])
         if len(log):
@@ -280,14 +284,9 @@ class DirtyInjector:
                 rows = rows[ok]
                 if rows.size:
                     stale = prev_by.loc[f.loc[rows, "uscc"].to_numpy(), fields]
-                    differs = ~(stale.reset_index(drop=True).astype(object).fillna("∅").to_numpy()
-                                == f.loc[rows, fields].reset_index(drop=True).astype(object).fillna("∅").to_numpy()).all(axis=1)
-                    rows = rows[differs]
-                    stale = stale.iloc[differs]
-                    if rows.size:
-                        for c in fields:
-                            f.loc[rows, c] = stale[c].to_numpy()
-                        logs.append(_log(f.loc[rows, "__pos"].to_numpy(), "D13", "*", None))
+                    for c in fields:
+                        f.loc[rows, c] = stale[c].to_numpy()
+                    logs.append(_log(f.loc[rows, "__pos"].to_numpy(), "D13", "*", None))
         keep = f[["uscc", *fields]].drop_duplicates("uscc", keep="last")
         self._last_snapshot[spec.code] = keep.copy()
 
