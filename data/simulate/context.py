@@ -53,6 +53,13 @@ BOARD_KEYS = {
     "registered_capital": "registration: float, current registered capital (万元)",
     "legal_rep": "registration: int, person index of the current legal representative",
     "oil_license_active": "oil licence: bool",
+    "ring_exposed_now": "tax: bool, member of a false-invoicing ring exposed this month -> courts (criminal cases)",
+    "property_value": "assets: assessed value of unseized real-property rights (万元)",
+    "free_property_value": "assets: value of unseized, unmortgaged property usable as new collateral (万元)",
+    "sea_area_value": "assets: value of sea-area use rights (万元)",
+    "vessel_value": "assets: fleet value per slot (万元), true shipping factor",
+    "vessel_value_est": "assets: fleet value from observables only (products_and_demands.md attribute)",
+    "bunkering_supplier": "assets: bool, licensed bunkering supplier with a fleet",
 }
 
 

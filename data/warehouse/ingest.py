@@ -130,7 +130,14 @@ class Ingestor:
             self.con.execute(m)
         self.registered: set[str] = set()
         self.seen: dict[str, set[str]] = {}
+        self._remove_torn_files()
         self._load_state()
+
+    def _remove_torn_files(self) -> None:
+        """Temporary files of a killed run are not data: remove them before anything is read."""
+        if self.wh.is_dir():
+            for tmp in self.wh.rglob("*.tmp"):
+                tmp.unlink()
 
     # -- state from what has already landed ----------------------------------------------------------
     def _load_state(self) -> None:
