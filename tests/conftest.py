@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
-from support import simulate_small_world
+
+# tests/ goes at the END of sys.path: at the front, tests/data would shadow the `data` package
+sys.path.append(str(Path(__file__).resolve().parent))
+from support import simulate_small_world  # noqa: E402
 
 os.environ.setdefault("ZHOUXIN_PERSON_SALT", "test-salt-not-secret")
 

@@ -133,6 +133,8 @@ class FileSink:
         delivered = delivered.assign(_batch_id=batch_id, _ingest_ts=ingest_ts,
                                      _row_hash=row_hashes(delivered[fields]))[fields + meta]
         path = self.root / "raw" / dept.id / lib.id / f"{month_label(month)}.{dept.delivery_format}"
+        if path.exists():
+            raise RuntimeError(f"delivery {path} written twice: batches must reach the sink once per library and month")
         digest = _write_frame(delivered, path, dept.delivery_format)
         self.files.append({"path": str(path.relative_to(self.root)), "library": lib.id, "sub_item": spec.code,
                            "department": dept.id, "month": month_label(month), "batch_id": batch_id,

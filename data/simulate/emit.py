@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from data.simulate.calendar import date_to_month
+from data.simulate.calendar import date_to_month, month_start
 from kernel.catalog import Catalog, SubItem
 
 ArrayLike = np.ndarray | Sequence[object]
@@ -74,6 +74,8 @@ class Emitter:
         self.check_values = check_values
         self._pending: dict[tuple[str, int], list[dict[str, np.ndarray]]] = defaultdict(list)
         self.rows_emitted: dict[str, int] = defaultdict(int)
+        self.current_month: int | None = None    # set by the engine: nothing emitted now is known earlier
+        self.rows_clamped: dict[str, int] = defaultdict(int)
 
     def emit(self, sub_item: str, columns: Mapping[str, ArrayLike], *, ent: np.ndarray,
              available: np.ndarray, cause: str | np.ndarray = "background",
@@ -97,6 +99,13 @@ class Emitter:
         available = np.asarray(available, dtype="datetime64[D]")
         if np.isnat(available).any():
             raise ValueError(f"{sub_item}: every row needs an availability date")
+        if self.current_month is not None:
+            # a record generated in month t cannot have reached the platform before month t began
+            floor = month_start(self.current_month)[()]
+            early = available < floor
+            if early.any():
+                self.rows_clamped[sub_item] += int(early.sum())
+                available = np.where(early, floor, available)
         cause_arr = np.full(n, cause, dtype=object) if isinstance(cause, str) else np.asarray(cause, dtype=object)
         vf = NAT if valid_from is None else valid_from
         meta = {"__ent": np.asarray(ent, dtype=np.int64), "__available": available,

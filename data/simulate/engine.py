@@ -54,6 +54,7 @@ class Simulation:
 
     def step(self, t: int) -> MonthContext:
         state = self.latent.step(t)
+        self.emitter.current_month = t
         ctx = MonthContext(t=t, params=self.params, ent=self.ent, net=self.net, latent=state,
                            mu=self.latent.current_mu, board=self.board)
         if t == self.params.t_first:
