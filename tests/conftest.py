@@ -10,7 +10,7 @@ import pytest
 
 # tests/ goes at the END of sys.path: at the front, tests/data would shadow the `data` package
 sys.path.append(str(Path(__file__).resolve().parent))
-from support import simulate_small_world  # noqa: E402
+from support import simulate_small_world
 
 os.environ.setdefault("ZHOUXIN_PERSON_SALT", "test-salt-not-secret")
 
