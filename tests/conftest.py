@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
-import sys
 from pathlib import Path
 
 import pytest
-
-# tests/ goes at the END of sys.path: at the front, tests/data would shadow the `data` package
-sys.path.append(str(Path(__file__).resolve().parent))
-from support import simulate_small_world
 
 os.environ.setdefault("ZHOUXIN_PERSON_SALT", "test-salt-not-secret")
 
@@ -22,6 +18,36 @@ def workspace(tmp_path, monkeypatch):
     ws.mkdir()
     monkeypatch.setenv("ZHOUXIN_WORKSPACE", str(ws))
     return ws
+
+
+SMALL_WORLD = {"enterprises": 300, "start": "2018-01", "end": "2018-12", "seed": 4242,
+               "burn_in_years": 2, "event_history_years": 1, "series_history_years": 1}
+
+
+def simulate_small_world(ws: Path, **overrides: object):
+    """Simulate the small test world (all modules, dirty records, oracle) into `ws`."""
+    from data.simulate.params import load_world_params
+    from data.simulate.run import simulate_world
+
+    return simulate_world(load_world_params(**(SMALL_WORLD | overrides)), ws)
+
+
+def tree_hashes(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """sha256 of every file under root (relative path -> hash)."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name not in skip}
+
+
+@pytest.fixture(scope="session")
+def simulate_small():
+    """The function that simulates the small test world into a folder (with optional overrides)."""
+    return simulate_small_world
+
+
+@pytest.fixture(scope="session")
+def hash_tree():
+    """The function that hashes every file under a folder."""
+    return tree_hashes
 
 
 @pytest.fixture(scope="session")

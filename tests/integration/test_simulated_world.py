@@ -9,7 +9,6 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from support import simulate_small_world, tree_hashes
 
 from data.simulate.calibration import sub_item_sql
 from data.simulate.dirty import DirtyParams
@@ -20,22 +19,18 @@ from kernel.catalog import load_catalog
 pytestmark = pytest.mark.integration
 
 
-def _hashes(ws: Path) -> dict[str, str]:
-    return tree_hashes(ws, skip=("world.json",))
-
-
-def test_same_seed_gives_byte_identical_world(small_world, tmp_path: Path) -> None:
+def test_same_seed_gives_byte_identical_world(small_world, simulate_small, hash_tree, tmp_path: Path) -> None:
     ws, _ = small_world
     again = tmp_path / "again"
-    simulate_small_world(again)
-    assert _hashes(ws) == _hashes(again)
+    simulate_small(again)
+    assert hash_tree(ws, skip=("world.json",)) == hash_tree(again, skip=("world.json",))
 
 
-def test_other_seed_gives_another_world(small_world, tmp_path: Path) -> None:
+def test_other_seed_gives_another_world(small_world, simulate_small, hash_tree, tmp_path: Path) -> None:
     ws, _ = small_world
     other = tmp_path / "other"
-    simulate_small_world(other, seed=4243)
-    a, b = _hashes(ws), _hashes(other)
+    simulate_small(other, seed=4243)
+    a, b = hash_tree(ws), hash_tree(other)
     assert a["raw/manifest.json"] != b["raw/manifest.json"]
 
 

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from support import tree_hashes
 
 from data.warehouse.evaluation import EXPECTED, detection_report
 from data.warehouse.ingest import Ingestor, RedeliveryError, ingest_all, list_deliveries
@@ -38,14 +37,14 @@ def test_conservation_holds_on_every_batch(small_warehouse) -> None:
     assert summary.records_in == raw_rows
 
 
-def test_reingesting_changes_nothing(small_warehouse, tmp_path: Path) -> None:
+def test_reingesting_changes_nothing(small_warehouse, hash_tree, tmp_path: Path) -> None:
     ws, _ = small_warehouse
     copy = tmp_path / "ws"
     shutil.copytree(ws, copy)
-    before = tree_hashes(copy / "warehouse")
+    before = hash_tree(copy / "warehouse")
     again = ingest_all(copy)
     assert again.skipped == again.batches
-    assert tree_hashes(copy / "warehouse") == before
+    assert hash_tree(copy / "warehouse") == before
 
 
 def test_redelivery_with_other_content_is_refused(small_warehouse, tmp_path: Path) -> None:
@@ -58,7 +57,8 @@ def test_redelivery_with_other_content_is_refused(small_warehouse, tmp_path: Pat
         Ingestor(copy).ingest(d)
 
 
-def test_killed_run_then_rerun_gives_the_same_warehouse(small_world, small_warehouse, tmp_path: Path) -> None:
+def test_killed_run_then_rerun_gives_the_same_warehouse(small_world, small_warehouse, hash_tree,
+                                                        tmp_path: Path) -> None:
     src, _ = small_world
     ref, _ = small_warehouse
     ws = _copy_raw(src, tmp_path / "ws")
@@ -75,7 +75,7 @@ def test_killed_run_then_rerun_gives_the_same_warehouse(small_world, small_wareh
     total = len(list((ref / "warehouse" / "_manifest").glob("*.json")))
     assert 0 < partial < total, "the run should have been killed part-way"
     ingest_all(ws)
-    assert tree_hashes(ws / "warehouse") == tree_hashes(ref / "warehouse")
+    assert hash_tree(ws / "warehouse") == hash_tree(ref / "warehouse")
 
 
 def test_dirty_records_are_caught_and_clean_ones_kept(small_warehouse) -> None:
