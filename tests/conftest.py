@@ -21,7 +21,8 @@ def workspace(tmp_path, monkeypatch):
 
 
 SMALL_WORLD = {"enterprises": 300, "start": "2018-01", "end": "2018-12", "seed": 4242,
-               "burn_in_years": 2, "event_history_years": 1, "series_history_years": 1}
+               "burn_in_years": 2, "event_history_years": 1, "series_history_years": 1,
+               "oracle": {"paths": 64, "chunk": 32, "evaluation_months": ["2018-03", "2018-06"]}}
 
 
 def simulate_small_world(ws: Path, **overrides: object):

@@ -47,8 +47,10 @@ def sub_item_sql(ws: Path, catalog: Catalog, code: str) -> str | None:
         return f"read_parquet({lst}, union_by_name=true)"
     if dept.delivery_format == "csv":
         return f"read_csv({lst}, union_by_name=true, all_varchar=true, header=true)"
+    meta = ("_source_library", "_batch_id", "_ingest_ts", "_available_date", "_row_hash")
+    meta += ("_valid_from", "_valid_to") if spec.is_versioned else ()
     return f"read_json({lst}, union_by_name=true, format='newline_delimited', columns=" + "{" + ", ".join(
-        f"'{c}': 'VARCHAR'" for c in (*spec.field_names, "_available_date")) + "})"
+        f"'{c}': 'VARCHAR'" for c in (*spec.field_names, *meta)) + "})"
 
 
 def _fmt(x: float, pct: bool = True) -> str:

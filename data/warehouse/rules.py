@@ -7,6 +7,7 @@ Nothing is hand-written per field: every expression comes from a field's catalog
 
 from __future__ import annotations
 
+import re
 from functools import cache
 
 from kernel.catalog import FieldSpec, SubItem
@@ -20,6 +21,13 @@ USCC_WEIGHTS = [pow(3, i, 31) for i in range(17)]
 CASE_SENSITIVE = frozenset({"A", "B", "C", "D", "M", "AA", "AAA"})
 
 
+class Relation(FrozenModel):
+    """A relation between one record's fields; `field` is the one reported when it breaks."""
+
+    field: str
+    holds: str
+
+
 class ValidationConfig(FrozenModel):
     earliest_date: str
     past_only_dates: tuple[str, ...]
@@ -27,6 +35,7 @@ class ValidationConfig(FrozenModel):
     plausible_max: dict[str, dict[str, float]]
     share_ratio_tolerance: float
     category_labels: dict[str, dict[str, str]]
+    consistency: dict[str, tuple[Relation, ...]]
 
 
 @cache
@@ -135,6 +144,16 @@ def failure_checks(spec: SubItem) -> list[tuple[str, str, str]]:
                 checks.append((f.name, "date_in_future", f"{typed} > try_cast(\"_available_date\" as date)"))
         if f.dtype in ("string", "category") and f.name != "uscc":
             checks.append((f.name, "encoding", f"contains(coalesce({col}, ''), '\ufffd')"))
+    for rel in cfg.consistency.get(spec.code, ()):
+        by_type = {f.name: f for f in spec.fields}
+        used = [f for f in spec.field_names if re.search(rf"\b{f}\b", rel.holds)]
+        expr = rel.holds
+        for f in sorted(used, key=len, reverse=True):
+            typed = (f"try_cast({q('n_' + f)} as date)" if by_type[f].dtype == "date"
+                     else f"coalesce(try_cast({q('n_' + f)} as double), 0)")
+            expr = re.sub(rf"\b{f}\b", typed, expr)
+        reported = f"try_cast({q('n_' + rel.field)} as double) is not null"
+        checks.append((rel.field, "inconsistent_amounts", f"({reported}) and not ({expr})"))
     for earlier, later in cfg.date_order.get(spec.code, ()):
         a, b = f"try_cast({q('n_' + earlier)} as date)", f"try_cast({q('n_' + later)} as date)"
         checks.append((later, "date_order", f"{a} is not null and {b} is not null and {b} < {a}"))
