@@ -11,7 +11,7 @@ ZX := $(BIN)/zhouxin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export ZHOUXIN_PERSON_SALT ?= local-development-salt-not-secret
 
-.PHONY: help install run simulate calibrate data-dictionary test test-all lint typecheck bench bench-large clean
+.PHONY: help install run simulate ingest quarantine calibrate data-dictionary test test-all lint typecheck bench bench-large clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -26,11 +26,17 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 
 install: $(VENV)/.synced ## create .venv from the lock file (uv sync --frozen)
 
-run: install ## the main job end to end on the embedded defaults: simulate the default world + calibration report
+run: install ## the main job end to end on the embedded defaults: simulate, ingest, reports
 	$(ZX) run
 
 simulate: install ## simulate the default world (raw deliveries + truth/) under the workspace
 	$(ZX) data simulate
+
+ingest: install ## validate, quarantine and land every delivery into the warehouse (+ data-quality report)
+	$(ZX) data ingest
+
+quarantine: install ## quarantine counts by department, rule and month
+	$(ZX) data quarantine --summary
 
 calibrate: install ## print and store the calibration report of the last simulated world
 	$(ZX) data calibrate
@@ -52,9 +58,11 @@ typecheck: install ## mypy on the kernel and public APIs
 
 bench: install ## benchmarks on the default world; figures written under benchmarks/results/
 	$(BIN)/python benchmarks/bench_simulate.py --enterprises 5000
+	$(BIN)/python benchmarks/bench_ingest.py --enterprises 5000
 
-bench-large: install ## benchmark on a world of >= 20M records
-	$(BIN)/python benchmarks/bench_simulate.py --enterprises 50000 --label large
+bench-large: install ## benchmarks on a world of >= 20M records
+	$(BIN)/python benchmarks/bench_simulate.py --enterprises 60000 --label large --no-oracle
+	$(BIN)/python benchmarks/bench_ingest.py --enterprises 60000 --label large
 
 clean: ## remove the workspace (generated data), keep the virtual environment
 	rm -rf workspace

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from data.cli import app as data_app
-from data.cli import run_calibration, run_simulation
+from data.cli import run_calibration, run_ingest, run_simulation
 from kernel.workspace import reports_dir, workspace_dir
 
 app = typer.Typer(help="Zhouxin (舟信): SME financing-service platform — data, features, models, serving.",
@@ -63,13 +63,23 @@ def run(
     enterprises: Annotated[int | None, typer.Option(help="initial universe N0 (default from world.yaml)")] = None,
     oracle: Annotated[bool, typer.Option(help="compute the Monte-Carlo oracle")] = True,
 ) -> None:
-    """The main job end to end on the embedded defaults: simulate the world, then the calibration report."""
+    """The main job end to end on the embedded defaults: simulate, ingest into the warehouse, reports."""
+    import shutil
+
     ws = workspace_dir()
+    console.rule("[bold]1/3 simulate the world")
     run_simulation(enterprises=enterprises, oracle=oracle, workspace=ws)
+    console.rule("[bold]2/3 ingest into the warehouse")
+    if (ws / "warehouse").exists():   # a new world: the old warehouse describes another one
+        shutil.rmtree(ws / "warehouse")
+    balanced = run_ingest(ws)
+    console.rule("[bold]3/3 reports")
     catalog_dictionary(out=reports_dir(ws) / "data_dictionary.md")
-    ok = run_calibration(ws)
-    if not ok:
+    calibrated = run_calibration(ws)
+    if not calibrated:
         console.print("[yellow]Some calibration targets missed: see the report above.")
+    if not balanced:
+        raise typer.Exit(1)
 
 
 def main() -> None:
