@@ -167,3 +167,35 @@ def quarantine(
     for r in rows.itertuples():
         t.add_row(r.source_file, str(r.line), ", ".join(r.failures), r.record[:160])
     console.print(t)
+
+
+@app.command()
+def detection(
+    workspace: Annotated[Path | None, typer.Option(help="workspace with raw/, truth/ and warehouse/")] = None,
+) -> None:
+    """Judge ingestion against the simulator's dirty log: caught per defect kind, false quarantines."""
+    import json
+
+    from data.warehouse.evaluation import EXPECTED, UNDETECTABLE, detection_report
+
+    ws = workspace or workspace_dir()
+    rows, false_rate, false_n = detection_report(ws)
+    t = Table(title="Dirty records vs ingestion (simulation.md §8)")
+    for c in ("defect", "injected", "expected handling", "right rule", "rate", "outcomes"):
+        t.add_column(c)
+    for r in rows:
+        exp = EXPECTED.get(r.defect, ("not detectable from one record", set()))[0]
+        t.add_row(r.defect, f"{r.injected:,}", exp, f"{r.right_rule:,}",
+                  f"{100 * r.rate:.1f}%" if r.defect in EXPECTED else "-", r.outcome_counts)
+    console.print(t)
+    caught = sum(r.right_rule for r in rows if r.defect in EXPECTED)
+    injected = sum(r.injected for r in rows if r.defect in EXPECTED)
+    console.print(f"detectable kinds: {caught:,}/{injected:,} = {100 * caught / max(injected, 1):.2f}% handled with the "
+                  f"right rule; clean records quarantined: {false_n:,} ({100 * false_rate:.4f}%)")
+    for k, why in UNDETECTABLE.items():
+        console.print(f"  {k}: {why}")
+    out = ws / "reports" / "ingest_detection.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"rows": [r.__dict__ | {"rate": r.rate} for r in rows], "false_quarantine_rate": false_rate,
+                               "false_quarantined": false_n, "undetectable": UNDETECTABLE}, indent=1, ensure_ascii=False),
+                   encoding="utf-8")

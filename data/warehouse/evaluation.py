@@ -69,7 +69,6 @@ def detection_report(ws: Path) -> tuple[list[DetectionRow], float, int]:
         if (wh / "_duplicates").is_dir() else pd.DataFrame(columns=["batch_id", "line"])
     norm = con.sql(f"select distinct batch_id, line, field from read_parquet('{wh}/_normalised/**/*.parquet')").df() \
         if (wh / "_normalised").is_dir() else pd.DataFrame(columns=["batch_id", "line", "field"])
-    manifests = pd.read_json(wh / "_manifest", lines=False) if False else None  # noqa: F841 - kept simple below
     files = {b: f for b, f in zip(quarantine.get("batch_id", []), quarantine.get("source_file", []), strict=False)}
     files |= _batch_files(wh)
     log = log.assign(line=[int(r) + _line_offset(files.get(b, ".parquet")) for b, r in zip(log["batch_id"], log["row_number"], strict=True)])

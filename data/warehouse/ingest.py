@@ -371,4 +371,8 @@ def ingest_all(ws: Path, progress: Callable[[int, int], None] | None = None,
             total.rules[k] = total.rules.get(k, 0) + v
         if progress:
             progress(i + 1, len(todo))
+    if total.batches:
+        from data.warehouse.views import refresh_views
+
+        refresh_views(ws, catalog)
     return total
