@@ -60,6 +60,11 @@ BOARD_KEYS = {
     "vessel_value": "assets: fleet value per slot (万元), true shipping factor",
     "vessel_value_est": "assets: fleet value from observables only (products_and_demands.md attribute)",
     "bunkering_supplier": "assets: bool, licensed bunkering supplier with a fleet",
+    "annual_report_submit_date": "annual report: datetime64[D], filing date of the last report (NaT if none)",
+    "annual_report_backfill_date": "annual report: datetime64[D], date overdue reports were back-filled (补报)",
+    "annual_report_misreported": "annual report: bool, the last report misstates figures",
+    "platform_registered": "platform: bool, the enterprise has registered on the platform",
+    "loan_90dpd_now": "platform: bool, a platform loan reached 90+ days past due this month (event E1)",
 }
 
 

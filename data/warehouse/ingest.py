@@ -191,7 +191,7 @@ class Ingestor:
         if len(accepted):
             path = self.wh / d.sub_item / f"month={d.month}" / f"{d.batch_id}.parquet"
             outputs["accepted"] = (str(path.relative_to(self.ws)), _atomic_parquet(
-                pa.Table.from_pandas(accepted, preserve_index=False), path))
+                pa.Table.from_pandas(accepted, schema=landed_schema(spec), preserve_index=False), path))
         if len(qrows):
             outputs["quarantine"] = self._write_quarantine(d, qrows)
         if len(dups):
@@ -308,6 +308,23 @@ class Ingestor:
                 "balanced": res.records_in == res.accepted + res.quarantined + res.duplicates,
                 "fatal": fatal, "outputs": {k: {"path": v[0], "sha256": v[1]} for k, v in outputs.items()}}
         _atomic_text(json.dumps(body, indent=1, ensure_ascii=False), self.wh / "_manifest" / f"{d.batch_id}.json")
+
+
+ARROW_TYPES = {"string": pa.string(), "category": pa.string(), "int": pa.int64(), "float": pa.float64(),
+               "bool": pa.bool_(), "date": pa.date32()}
+
+
+def landed_schema(spec: SubItem) -> pa.Schema:
+    """The Parquet schema of landed records: catalog types, then the metadata columns (never inferred,
+    so an all-null column keeps its type across files)."""
+    fields = [pa.field(f.name, ARROW_TYPES[f.dtype]) for f in spec.fields]
+    fields += [pa.field("_available_date", pa.date32())]
+    fields += [pa.field(c, pa.string()) for c in META_IN if c != "_available_date"]
+    if spec.is_versioned:
+        fields += [pa.field("_valid_from", pa.date32()), pa.field("_valid_to", pa.date32())]
+    fields += [pa.field("_content_hash", pa.string()), pa.field("_source_file", pa.string()),
+               pa.field("_source_line", pa.int64())]
+    return pa.schema(fields)
 
 
 def lit_str(value: str) -> str:
