@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data.warehouse.readers import read_delivery
-from data.warehouse.rules import q, typed_select, uscc_macros, validation_sql
+from data.warehouse.rules import q, uscc_macros, validation_sql
 from kernel.catalog import Catalog, SubItem, load_catalog
 from kernel.errors import ZhouxinError
 
@@ -168,7 +168,7 @@ class Ingestor:
             raise RedeliveryError(f"{d.relative}: batch {d.batch_id} was already ingested from content "
                                   f"{old['source_sha256'][:12]}…, this delivery has {sha[:12]}…; refusing to overwrite")
         spec = self.catalog.sub_item(d.sub_item)
-        frame, unreadable, fatal = self._read(d, spec)
+        checked, unreadable, fatal = self._check(d, spec)
         if fatal:
             res = BatchResult(d.batch_id, d.sub_item, 0, 0, 0, 0, 0, fatal=fatal)
             qrows = pd.DataFrame([{"batch_id": d.batch_id, "sub_item": d.sub_item, "source_file": d.relative,
@@ -176,12 +176,12 @@ class Ingestor:
             self._write_quarantine(d, qrows)
             self._write_manifest(d, sha, res, outputs={}, fatal=fatal)
             return res
-        accepted, quarantined, dups, normalised = self._validate(d, spec, frame)
+        accepted, quarantined, dups, normalised = self._validate(d, spec, checked)
         qrows = pd.concat([quarantined, pd.DataFrame([{
             "batch_id": d.batch_id, "sub_item": d.sub_item, "source_file": d.relative, "line": u.line,
             "failures": [f"*:{u.rule}"], "detail": u.detail, "record": u.raw} for u in unreadable])], ignore_index=True) \
             if unreadable else quarantined
-        records_in = len(frame) + len(unreadable)
+        records_in = len(checked) + len(unreadable)
         res = BatchResult(d.batch_id, d.sub_item, records_in, len(accepted), len(qrows), len(dups), len(normalised))
         res.rules = _rule_counts(qrows)
         if res.accepted + res.quarantined + res.duplicates != res.records_in:
@@ -208,24 +208,24 @@ class Ingestor:
         self._seen_hashes(d.sub_item).update(accepted["_content_hash"].tolist())
         return res
 
-    def _read(self, d: Delivery, spec: SubItem) -> tuple[pd.DataFrame, list, str | None]:
-        """Fast path: DuckDB reads the file as text; damaged files fall back to the line reader."""
+    def _check(self, d: Delivery, spec: SubItem) -> tuple[pd.DataFrame, list, str | None]:
+        """Read and validate in one DuckDB query (fast path); damaged files go through the line reader."""
         cols = [*spec.field_names, *META_IN, *(SCD if spec.is_versioned else ())]
         path = str(d.path).replace("'", "''")
+        if d.fmt == "csv":
+            rel = f"read_csv('{path}', all_varchar=true, header=true, strict_mode=true, null_padding=false)"
+            start = 2
+        elif d.fmt == "jsonl":
+            types = ", ".join(f"'{c}': 'VARCHAR'" for c in cols)
+            rel = f"read_json('{path}', format='newline_delimited', columns={{{types}}})"
+            start = 1
+        else:
+            rel = f"read_parquet('{path}')"
+            start = 1
+        sel = ", ".join(f"cast({q(c)} as varchar) as {q(c)}" for c in cols)
+        raw = f"(select {sel}, (row_number() over ()) + {start - 1} as _line from {rel})"
         try:
-            if d.fmt == "csv":
-                rel = f"read_csv('{path}', all_varchar=true, header=true, strict_mode=true, null_padding=false)"
-                start = 2
-            elif d.fmt == "jsonl":
-                types = ", ".join(f"'{c}': 'VARCHAR'" for c in cols)
-                rel = f"read_json('{path}', format='newline_delimited', columns={{{types}}})"
-                start = 1
-            else:
-                rel = f"read_parquet('{path}')"
-                start = 1
-            sel = ", ".join(f"cast({q(c)} as varchar) as {q(c)}" for c in cols)
-            frame = self.con.sql(f"select {sel}, (row_number() over ()) + {start - 1} as _line from {rel}").df()
-            return frame, [], None
+            return self.con.sql(validation_sql(spec, raw, typed=True)).df(), [], None
         except duckdb.Error:
             pass
         result = read_delivery(d.path, d.fmt)
@@ -235,16 +235,18 @@ class Ingestor:
         for c in cols:
             if c not in frame.columns:
                 frame[c] = None
-        return frame[[*cols, "_line"]], result.unreadable, None
-
-    def _validate(self, d: Delivery, spec: SubItem, frame: pd.DataFrame
-                  ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         if frame.empty:
+            return pd.DataFrame(), result.unreadable, None
+        self.con.register("batch_raw", frame[[*cols, "_line"]])
+        checked = self.con.sql(validation_sql(spec, "batch_raw", typed=True)).df()
+        self.con.unregister("batch_raw")
+        return checked, result.unreadable, None
+
+    def _validate(self, d: Delivery, spec: SubItem, checked: pd.DataFrame
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        if checked.empty:
             empty = pd.DataFrame()
             return empty, empty, empty, empty
-        self.con.register("batch_raw", frame)
-        checked = self.con.sql(validation_sql(spec, "batch_raw")).df()
-        self.con.unregister("batch_raw")
         fields = list(spec.field_names)
         norm = checked[[f"n_{f}" for f in fields]]
         # content hash over normalised fields + availability: what makes two records the same fact
@@ -272,7 +274,7 @@ class Ingestor:
         good = ~bad & ~is_dup
         # normalisations applied to accepted records (USCC folding, category labels/case)
         normalised = _normalisation_log(checked[good], spec, d)
-        raw_cols = [c for c in frame.columns if c != "_line"]
+        raw_cols = [*fields, *META_IN, *(SCD if spec.is_versioned else ())]
         qrows = checked[bad]
         quarantined = pd.DataFrame({
             "batch_id": d.batch_id, "sub_item": spec.code, "source_file": d.relative,
@@ -285,15 +287,16 @@ class Ingestor:
                              "_row_hash": drows["_row_hash"].to_numpy(),
                              "reason": np.where(dup_seen[is_dup], "already_landed", "exact_duplicate_in_batch")})
         acc = checked[good]
-        self.con.register("acc", acc)
-        meta = ", ".join(q(c) for c in META_IN if c != "_available_date")
-        scd = (", try_cast(_valid_from as date) as _valid_from, try_cast(_valid_to as date) as _valid_to"
-               if spec.is_versioned else "")
-        accepted = self.con.sql(
-            f"select {typed_select(spec)}, try_cast(_available_date as date) as _available_date, {meta}{scd}, "
-            f"_content_hash, {lit_str(d.relative)} as _source_file, cast(_line as bigint) as _source_line from acc").df()
-        self.con.unregister("acc")
-        return accepted, quarantined, dups, normalised
+        typed = [f"t_{c}" for c in (*fields, "_available_date", *(SCD if spec.is_versioned else ()))]
+        accepted = acc[typed].rename(columns=lambda c: c[2:])
+        for c in META_IN:
+            if c != "_available_date":
+                accepted[c] = acc[c].to_numpy()
+        accepted = accepted[[*fields, "_available_date", *(c for c in META_IN if c != "_available_date"),
+                             *(SCD if spec.is_versioned else ())]]
+        accepted = accepted.assign(_content_hash=acc["_content_hash"].to_numpy(), _source_file=d.relative,
+                                   _source_line=acc["_line"].astype(np.int64).to_numpy())
+        return accepted.reset_index(drop=True), quarantined, dups, normalised
 
     def _write_quarantine(self, d: Delivery, qrows: pd.DataFrame) -> tuple[str, str]:
         path = self.wh / "_quarantine" / d.sub_item / f"{d.batch_id}.parquet"

@@ -160,26 +160,34 @@ def failure_checks(spec: SubItem) -> list[tuple[str, str, str]]:
     return checks
 
 
-def validation_sql(spec: SubItem, relation: str) -> str:
-    """SELECT every raw column, the normalised fields `n_*` and `failures` (list of 'field:rule')."""
+def validation_sql(spec: SubItem, relation: str, typed: bool = False) -> str:
+    """SELECT every raw column, the normalised fields `n_*` and `failures` (list of 'field:rule');
+    with `typed`, also `t_*`: the normalised fields cast to the catalog types (plus the metadata dates)."""
     norm = normalised_columns(spec)
     inner = ", ".join(f"{expr} as {q('n_' + name)}" for name, expr in norm)
     checks = failure_checks(spec)
     items = ", ".join(f"case when coalesce({cond}, false) then {lit(field + ':' + rule)} end"
                       for field, rule, cond in checks)
-    return (f"select *, list_filter([{items}], lambda x: x is not null) as failures "
+    extra = ""
+    if typed:
+        extra = ", " + typed_select(spec, prefix="t_") + ", try_cast(_available_date as date) as t__available_date"
+        if spec.is_versioned:
+            extra += (", try_cast(_valid_from as date) as t__valid_from, "
+                      "try_cast(_valid_to as date) as t__valid_to")
+    return (f"select *, list_filter([{items}], lambda x: x is not null) as failures{extra} "
             f"from (select *, {inner} from {relation})")
 
 
-def typed_select(spec: SubItem) -> str:
+def typed_select(spec: SubItem, prefix: str = "") -> str:
     """Cast the normalised fields to the catalog types (for landing accepted records)."""
     parts = []
     for f in spec.fields:
         col = q("n_" + f.name)
+        out = q(prefix + f.name)
         if f.dtype == "int":
-            parts.append(f"cast(try_cast({col} as double) as bigint) as {q(f.name)}")
+            parts.append(f"cast(try_cast({col} as double) as bigint) as {out}")
         elif f.dtype in ("float", "date", "bool"):
-            parts.append(f"{_typed(f, col)} as {q(f.name)}")
+            parts.append(f"{_typed(f, col)} as {out}")
         else:
-            parts.append(f"{col} as {q(f.name)}")
+            parts.append(f"{col} as {out}")
     return ", ".join(parts)

@@ -49,10 +49,25 @@ def value_strategy(f: FieldSpec, spec: SubItem) -> st.SearchStrategy[str | None]
     return st.text("abcdefghijklmnop舟山公司", min_size=1, max_size=12)
 
 
+# amounts that satisfy the consistency relations of configs/validation.yaml, scaled by a drawn factor
+CONSISTENT = {
+    "annual_report": {"total_assets": 600, "total_liabilities": 330, "owners_equity": 270, "operating_revenue": 600,
+                      "total_profit": 18, "net_profit": 17.1, "tax_total": 24},
+    "tax_monthly": {"vat_taxable_sales": 50, "invoices_issued_amount": 50, "invoices_received_amount": 40,
+                    "vat_paid": 1.3, "total_tax_paid": 1.6, "late_fee_amount": 0.1},
+    "customs_monthly": {"import_value": 20, "export_value": 10, "declaration_count": 3},
+}
+
+
 @st.composite
 def valid_record(draw: st.DrawFn, code: str) -> dict[str, str | None]:
     spec = CATALOG.sub_item(code)
     rec = {f.name: draw(value_strategy(f, spec)) for f in spec.fields}
+    if code in CONSISTENT:
+        k = draw(st.floats(0.05, 50))
+        for name, base in CONSISTENT[code].items():
+            v = base * k
+            rec[name] = str(int(round(v))) if spec.field(name).dtype == "int" else f"{v:.4f}"
     rec["_available_date"] = "2019-07-01"
     return rec
 
