@@ -253,13 +253,13 @@ class Ingestor:
         content = pd.util.hash_pandas_object(
             pd.concat([norm.astype("string"), checked["_available_date"].astype("string")], axis=1), index=False)
         checked["_content_hash"] = [f"{v:016x}" for v in content.to_numpy(dtype=np.uint64).tolist()]
-        failures = checked["failures"].map(list)
-        # referential integrity: the enterprise must be registered (by this delivery month or the next)
+        fails = [list(f) for f in checked["failures"].tolist()]   # plain lists: cheap to extend per row
+        # referential integrity: the enterprise must already be registered on the platform
         if spec.code != "ent_registration":
-            unknown = ~checked["n_uscc"].isin(self.registered) & checked["n_uscc"].notna()
-            fmt_bad = failures.map(lambda fs: any(x.startswith("uscc:") for x in fs))
-            for i in np.flatnonzero(unknown.to_numpy() & ~fmt_bad.to_numpy()):
-                failures.iat[i] = [*failures.iat[i], "uscc:unknown_enterprise"]
+            unknown = (~checked["n_uscc"].isin(self.registered) & checked["n_uscc"].notna()).to_numpy()
+            for i in np.flatnonzero(unknown):
+                if not any(x.startswith("uscc:") for x in fails[i]):
+                    fails[i].append("uscc:unknown_enterprise")
         # near-duplicates: same key, same availability, different content -> the later ones conflict
         key_cols = [f"n_{k}" for k in spec.key]
         keyed = checked[[*key_cols, "_available_date"]].astype("string").fillna("∅")
@@ -269,8 +269,8 @@ class Ingestor:
         dup_seen = checked["_content_hash"].isin(seen).to_numpy()
         is_dup = dup_content_in_batch | dup_seen
         for i in np.flatnonzero(dup_key & ~is_dup):
-            failures.iat[i] = [*failures.iat[i], f"{spec.key[-1]}:key_conflict"]
-        bad = failures.map(bool).to_numpy() & ~is_dup
+            fails[i].append(f"{spec.key[-1]}:key_conflict")
+        bad = np.fromiter((bool(f) for f in fails), dtype=bool, count=len(fails)) & ~is_dup
         good = ~bad & ~is_dup
         # normalisations applied to accepted records (USCC folding, category labels/case)
         normalised = _normalisation_log(checked[good], spec, d)
@@ -278,7 +278,7 @@ class Ingestor:
         qrows = checked[bad]
         quarantined = pd.DataFrame({
             "batch_id": d.batch_id, "sub_item": spec.code, "source_file": d.relative,
-            "line": qrows["_line"].astype(np.int64).to_numpy(), "failures": failures[bad].tolist(),
+            "line": qrows["_line"].astype(np.int64).to_numpy(), "failures": [fails[i] for i in np.flatnonzero(bad)],
             "detail": "", "record": [json.dumps({c: r[c] for c in raw_cols}, ensure_ascii=False)
                                      for r in qrows[raw_cols].to_dict("records")]})
         drows = checked[is_dup]
