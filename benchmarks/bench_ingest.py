@@ -33,7 +33,7 @@ def plain_scan_seconds(ws: Path) -> tuple[float, int]:
         p = str(d.path)
         rel = {"csv": f"read_csv('{p}', all_varchar=true)", "jsonl": f"read_json('{p}', format='newline_delimited')",
                "parquet": f"read_parquet('{p}')"}[d.fmt]
-        rows += con.sql(f"select count(*) from {rel}").fetchone()[0]
+        rows += con.sql(f"select count(*) from {rel}").fetchall()[0][0]
     return time.perf_counter() - t0, rows
 
 

@@ -20,7 +20,7 @@ def workspace(tmp_path, monkeypatch):
     return ws
 
 
-SMALL_WORLD = {"enterprises": 300, "start": "2018-01", "end": "2018-12", "seed": 4242,
+SMALL_WORLD = {"enterprises": 400, "start": "2018-01", "end": "2018-12", "seed": 7,
                "burn_in_years": 2, "event_history_years": 1, "series_history_years": 1,
                "oracle": {"paths": 64, "chunk": 32, "evaluation_months": ["2018-03", "2018-06"]}}
 

@@ -102,7 +102,11 @@ class LatentProcess:
         self.p = params
         self.ent = ent
         self.links = links
-        self.rng = rng
+        # two streams: fixed-size health draws (factors, shocks, innovations, default uniforms) and
+        # variable-size lifecycle draws (births, exits, cures). Keeping them apart means the health path
+        # does not shift when the population does, so the default rate is smooth in the hazard intercept
+        # (the calibration bisects on it) and firms keep their innovations across parameter changes.
+        self.rng, self.rng_life = rng.spawn(2)
         self.a = params.hazard.a if hazard_a is None else hazard_a
         self.beta = params.sector_column("beta_s")[ent.sector]
         self.sector_names = params.sector_names
@@ -178,7 +182,7 @@ class LatentProcess:
 
     # ---------------------------------------------------------------------------------------------
     def _births(self, t: int) -> None:
-        s, ent, rng, f = self.state, self.ent, self.rng, self.p.firms
+        s, ent, rng, f = self.state, self.ent, self.rng_life, self.p.firms
         if t == self.p.t_first:
             initial = ent.birth_month[: ent.n0] <= t
             s.born[: ent.n0] = initial
@@ -216,7 +220,7 @@ class LatentProcess:
     def _schedule_after_default(self, idx: np.ndarray, t: int) -> None:
         if idx.size == 0:
             return
-        s, rng, ad = self.state, self.rng, self.p.after_default
+        s, rng, ad = self.state, self.rng_life, self.p.after_default
         u = rng.random(idx.size)
         cure = u < ad.cure_prob
         s.cure_month[idx[cure]] = t + rng.integers(ad.cure_window[0], ad.cure_window[1] + 1, cure.sum())
@@ -231,7 +235,7 @@ class LatentProcess:
         s.dormant[rest] = True
 
     def _cures(self, t: int) -> None:
-        s, rng, ad = self.state, self.rng, self.p.after_default
+        s, rng, ad = self.state, self.rng_life, self.p.after_default
         idx = np.flatnonzero((s.cure_month == t) & s.alive)
         if idx.size == 0:
             return
@@ -248,7 +252,7 @@ class LatentProcess:
         s.status_changed_now[idx] = True
 
     def _exits(self, t: int) -> None:
-        s, rng, f, ent = self.state, self.rng, self.p.firms, self.ent
+        s, rng, f, ent = self.state, self.rng_life, self.p.firms, self.ent
         # scheduled exits (after default, or after 3 liquidating months)
         due = np.flatnonzero((s.exit_month == t) & s.alive)
         for status in (DEREGISTERED, REVOKED):

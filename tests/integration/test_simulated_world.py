@@ -29,7 +29,7 @@ def test_same_seed_gives_byte_identical_world(small_world, simulate_small, hash_
 def test_other_seed_gives_another_world(small_world, simulate_small, hash_tree, tmp_path: Path) -> None:
     ws, _ = small_world
     other = tmp_path / "other"
-    simulate_small(other, seed=4243)
+    simulate_small(other, seed=8)
     a, b = hash_tree(ws), hash_tree(other)
     assert a["raw/manifest.json"] != b["raw/manifest.json"]
 
