@@ -67,7 +67,7 @@ def valid_record(draw: st.DrawFn, code: str) -> dict[str, str | None]:
         k = draw(st.floats(0.05, 50))
         for name, base in CONSISTENT[code].items():
             v = base * k
-            rec[name] = str(int(round(v))) if spec.field(name).dtype == "int" else f"{v:.4f}"
+            rec[name] = str(round(v)) if spec.field(name).dtype == "int" else f"{v:.4f}"
     rec["_available_date"] = "2019-07-01"
     return rec
 
