@@ -75,6 +75,10 @@ def _iso_dates(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**cols) if cols else frame
 
 
+TRUTH_CASCADE_SCHEMA = pa.schema([("batch_id", pa.string()), ("sub_item", pa.string()), ("row_number", pa.int64()),
+                                  ("slot", pa.int64()), ("cause", pa.string())])
+
+
 @dataclass
 class FileSink:
     """Writes deliveries under `root/raw/<dept>/<library>/<YYYY-MM>.<ext>` and keeps the manifest."""
@@ -85,6 +89,8 @@ class FileSink:
     files: list[dict[str, object]] = field(default_factory=list)
     rows_written: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     _truth_rows: list[pd.DataFrame] = field(default_factory=list)
+    _truth_buffered: int = 0
+    _truth_writer: pq.ParquetWriter | None = None
     _dirty_rows: list[pd.DataFrame] = field(default_factory=list)
     _tables: dict[tuple[str, str], list[pd.DataFrame]] = field(default_factory=lambda: defaultdict(list))
 
@@ -143,9 +149,26 @@ class FileSink:
         # truth: which enterprise and cause produced each delivered row
         self._truth_rows.append(pd.DataFrame({
             "batch_id": batch_id, "sub_item": spec.code, "row_number": np.arange(len(truth_ent)),
-            "slot": truth_ent, "cause": truth_cause}))
+            "slot": truth_ent.astype(np.int64), "cause": truth_cause.astype(str)}))
+        self._truth_buffered += len(truth_ent)
+        if self._truth_buffered >= 1_000_000:
+            self._flush_truth()
         if len(log):
             self._dirty_rows.append(log.assign(batch_id=batch_id, sub_item=spec.code))
+
+    def _flush_truth(self) -> None:
+        """Stream the record-to-cause truth to Parquet in row groups: memory stays bounded at any scale."""
+        if not self._truth_rows:
+            return
+        table = pa.Table.from_pandas(pd.concat(self._truth_rows, ignore_index=True), schema=TRUTH_CASCADE_SCHEMA,
+                                     preserve_index=False)
+        if self._truth_writer is None:
+            path = self.root / "truth" / "truth_cascade.parquet.tmp"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._truth_writer = pq.ParquetWriter(path, TRUTH_CASCADE_SCHEMA, compression="zstd")
+        self._truth_writer.write_table(table)
+        self._truth_rows.clear()
+        self._truth_buffered = 0
 
     def write_table(self, area: str, name: str, frame: pd.DataFrame) -> None:
         self._tables[(area, name)].append(frame)
@@ -161,9 +184,10 @@ class FileSink:
         for (area, name), parts in self._tables.items():
             path = self.root / area / f"{name}.parquet"
             _write_frame(pd.concat(parts, ignore_index=True), path, "parquet")
-        if self._truth_rows:
-            _write_frame(pd.concat(self._truth_rows, ignore_index=True), self.root / "truth" / "truth_cascade.parquet",
-                         "parquet")
+        self._flush_truth()
+        if self._truth_writer is not None:
+            self._truth_writer.close()
+            (self.root / "truth" / "truth_cascade.parquet.tmp").replace(self.root / "truth" / "truth_cascade.parquet")
         dirty = pd.concat(self._dirty_rows, ignore_index=True) if self._dirty_rows else pd.DataFrame(
             columns=["batch_id", "sub_item", "row_number", "defect", "field", "original"])
         _write_frame(dirty.astype({"original": "string"}) if len(dirty) else dirty, self.root / "truth" / "dirty_log.parquet", "parquet")
