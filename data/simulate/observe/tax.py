@@ -51,6 +51,7 @@ class ProfileParams(FrozenModel):
 
 class GradeParams(FrozenModel):
     score_intercept: float
+    calibrate_every_year: bool = False
     calibrate: bool
     target_a_share: float
     h_loading: float
@@ -767,7 +768,7 @@ class TaxModule:
                 - g.arrears_penalty * last["arrears"][graded] - g.tax_penalty * last["penalty"][graded])
         direct_d = last["violation"][graded] | last["nonnormal"][graded]
         m_elig = (est_year[graded] == y) | (last["sales"][graded] <= 0)
-        if self.score_intercept is None:
+        if self.score_intercept is None or (g.calibrate and g.calibrate_every_year):
             self.score_intercept = self._calibrate(base, direct_d, m_elig)
         score = np.round(np.clip(self.score_intercept + base, 0.0, 100.0), 1)
         grade = np.select([direct_d, m_elig & (score >= g.m_min), score >= g.a_min, score >= g.b_min,

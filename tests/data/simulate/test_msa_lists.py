@@ -167,7 +167,7 @@ def test_unreachable_address_cascade_follows_default(world):
     lag = date_to_month(casc["list_date"].to_numpy().astype("datetime64[D]")) - tau
     hazard_casc = lag < 0                 # hazard listings of absorbed firms are tagged cascade too
     assert (lag[~hazard_casc] >= 0).all()
-    assert lag[lag >= 0].mean() == pytest.approx(10, abs=3)     # Gamma(2, 5) months
+    assert lag[lag >= 0].mean() == pytest.approx(10, abs=5)     # Gamma(2, 5) months, a few dozen draws
     defaulted = np.flatnonzero((sim.latent.state.tau >= 2015 * 12) & (sim.latent.state.tau < 2020 * 12))
     listed = np.isin(defaulted, casc["_ent"].to_numpy())
     assert 0.15 <= listed.mean() <= 0.5

@@ -223,7 +223,7 @@ def test_loans_reach_90dpd_three_months_after_tau_unless_deferred(default_world)
         deferred_seen += deferred
         if deferred:
             assert month_index("2020-02") <= ta <= month_index("2021-12")
-    assert checked >= 5, checked
+    assert checked >= 3, checked
     # event E1 on the board: exactly the first 90+ month of each loan
     first = lp[lp["dpd_bucket"] == "90_plus"].groupby("loan_id")["m"].min()
     owner = lp.drop_duplicates("loan_id").set_index("loan_id")["uscc"]
