@@ -113,7 +113,8 @@ class DirtyInjector:
             for defect, part in extra.groupby("__defect", sort=True):
                 logs.append(_log(part["__pos"].to_numpy(), str(defect), "_available_date",
                                  part["__orig_available"].to_numpy()))
-            f = pd.concat([f, extra.drop(columns=["__defect", "__orig_available"])], ignore_index=True)
+            extra = extra.drop(columns=["__defect", "__orig_available"])
+            f = pd.concat([f, extra], ignore_index=True) if len(f) else extra.reset_index(drop=True)
         if f.empty:
             return f.drop(columns="__pos"), pd.DataFrame()
         self._uscc(f, spec, logs)
