@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from data.simulate.calendar import month_index
+from data.simulate.draws import choice_by_weights
 from data.simulate.params import OIL_CHAIN, WorldParams
 from kernel.uscc import generate_usccs
 
@@ -63,10 +64,6 @@ class Enterprises:
         return np.isin(self.sector, ids)
 
 
-def _choice_by_weights(rng: np.random.Generator, weights: dict[str, float], size: int) -> np.ndarray:
-    keys = list(weights)
-    p = np.array([weights[k] for k in keys], dtype=np.float64)
-    return np.array(keys, dtype=object)[rng.choice(len(keys), size=size, p=p / p.sum())]
 
 
 def draw_enterprises(params: WorldParams, rng: np.random.Generator) -> Enterprises:
@@ -82,8 +79,8 @@ def draw_enterprises(params: WorldParams, rng: np.random.Generator) -> Enterpris
     district = np.empty(n_max, dtype=object)
     for s, name in enumerate(names):
         idx = np.flatnonzero(sector == s)
-        industry[idx] = _choice_by_weights(rng, params.industry_codes[name], len(idx))
-        district[idx] = _choice_by_weights(rng, params.district_overrides.get(name, params.districts), len(idx))
+        industry[idx] = choice_by_weights(rng, params.industry_codes[name], len(idx))
+        district[idx] = choice_by_weights(rng, params.district_overrides.get(name, params.districts), len(idx))
 
     ftz = rng.random(n_max) < params.sector_column("ftz")[sector]
     ftz_area = np.full(n_max, "none", dtype=object)

@@ -30,6 +30,7 @@ import numpy as np
 
 from data.simulate.calendar import add_months, month_end, month_start, random_day_in_month
 from data.simulate.context import MonthContext
+from data.simulate.draws import choice_by_weights, lag_days, pick_rows
 from data.simulate.emit import Emitter
 from data.simulate.networks import hex_ids
 from data.simulate.params import load_module_params
@@ -201,21 +202,10 @@ def _by_sector(mapping: dict[str, float], names: tuple[str, ...]) -> np.ndarray:
     return np.array([mapping.get(s, mapping.get("default", 0.0)) for s in names], dtype=np.float64)
 
 
-def _pick(rng: np.random.Generator, weights: dict[str, float], n: int) -> np.ndarray:
-    keys = list(weights)
-    p = np.array([weights[k] for k in keys], dtype=np.float64)
-    return np.array(keys, dtype=object)[rng.choice(len(keys), size=n, p=p / p.sum())]
 
 
-def _pick_rows(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
-    """One categorical draw per row of a (n, k) matrix of (unnormalised) weights."""
-    cum = np.cumsum(probs, axis=1)
-    u = rng.random(len(probs)) * cum[:, -1]
-    return np.minimum((u[:, None] >= cum).sum(axis=1), probs.shape[1] - 1)
 
 
-def _lag(rng: np.random.Generator, n: int, lag: tuple[int, int]) -> np.ndarray:
-    return rng.integers(lag[0], lag[1] + 1, n).astype("timedelta64[D]")
 
 
 def _ln(rng: np.random.Generator, median: float, logsd: float, n: int) -> np.ndarray:
@@ -278,7 +268,7 @@ class _Property:
             for is_sea, table in ((True, p.sea_purpose), (False, p.purpose)):
                 sel = np.flatnonzero((ent.sector[p_slot] == s) & (p_sea == is_sea))
                 if sel.size:
-                    p_purpose[sel] = _pick(rng, table.get(name, table["default"]), sel.size)
+                    p_purpose[sel] = choice_by_weights(rng, table.get(name, table["default"]), sel.size)
         p_first = np.zeros(n_p, dtype=bool)
         p_first[parcel[rank == 0]] = True
         p_offset = rng.integers(0, int(p.first_parcel_months * 30.44) + 1, n_p)
@@ -437,7 +427,7 @@ class _Property:
         if idx.size == 0:
             return
         self.emitted[idx] = True
-        available = np.asarray(anchor, dtype="datetime64[D]") + _lag(self.rng, idx.size, self.lag)
+        available = np.asarray(anchor, dtype="datetime64[D]") + lag_days(self.rng, idx.size, self.lag)
         out.emit(self.code, {
             "uscc": ctx.ent.uscc[self.slot[idx]],
             "right_id": self.right_id[idx],
@@ -570,7 +560,7 @@ class _Ip:
         state = self.state(idx)
         self.last[idx] = np.column_stack(list(state.values()))
         out.emit(self.code, {"uscc": ctx.ent.uscc[idx], **state}, ent=idx,
-                 available=anchor + _lag(self.rng, idx.size, self.lag), cause="background",
+                 available=anchor + lag_days(self.rng, idx.size, self.lag), cause="background",
                  valid_from=np.full(idx.size, valid_from, dtype="datetime64[D]"))
 
 
@@ -647,10 +637,10 @@ class _Collateral:
         k = who.size
         if k:
             sector = ctx.ent.sector[who]
-            rtype = _pick_rows(rng, self.type_w[sector])
-            cat = _pick_rows(rng, self.cat_w[sector, rtype])
+            rtype = pick_rows(rng, self.type_w[sector])
+            cat = pick_rows(rng, self.cat_w[sector, rtype])
             st_who = st[who]
-            party = _pick_rows(rng, self.party_w[(st_who > p.party_stress_threshold).astype(np.int64)])
+            party = pick_rows(rng, self.party_w[(st_who > p.party_stress_threshold).astype(np.int64)])
             party[rtype == _REG_TYPES.index("financial_lease")] = _PARTIES.index("financial_leasing")
             amount = (_ln(rng, *p.amount, k)
                       * (ctx.ent.sales[who] / p.amount_sales_ref) ** p.amount_sales_elasticity)
@@ -694,7 +684,7 @@ class _Collateral:
             "secured_amount": c["amount"][idx],
             "secured_party_type": np.array(_PARTIES, dtype=object)[c["party"][idx]],
             "status": np.array(_STATUS, dtype=object)[c["status"][idx]],
-        }, ent=c["slot"][idx], available=np.asarray(anchor, dtype="datetime64[D]") + _lag(self.rng, idx.size, self.lag),
+        }, ent=c["slot"][idx], available=np.asarray(anchor, dtype="datetime64[D]") + lag_days(self.rng, idx.size, self.lag),
             cause=cause)
 
 
@@ -741,7 +731,7 @@ class _Vessels:
         vtype = np.full(v, VESSEL_TYPES.index("fishing_vessel"), dtype=np.int64)
         merchant = np.flatnonzero(g == 1)
         mix = p.merchant_mix
-        vtype[merchant] = [VESSEL_TYPES.index(x) for x in _pick(rng, mix, merchant.size)]
+        vtype[merchant] = [VESSEL_TYPES.index(x) for x in choice_by_weights(rng, mix, merchant.size)]
         vtype[g == 2] = VESSEL_TYPES.index("bunkering_tanker")
         vtype[g == 3] = VESSEL_TYPES.index("tug_or_service")
         vtype[g == 4] = VESSEL_TYPES.index("engineering_vessel")
@@ -861,7 +851,7 @@ class _Vessels:
             "vessel_mortgage_amount": np.round(self.mort_amount[idx], 2),
             "psc_detentions_24m": self.psc[idx],
             "maritime_penalties_24m": self.pen[idx],
-        }, ent=self.slot[idx], available=np.asarray(anchor, dtype="datetime64[D]") + _lag(self.rng, idx.size, self.lag),
+        }, ent=self.slot[idx], available=np.asarray(anchor, dtype="datetime64[D]") + lag_days(self.rng, idx.size, self.lag),
             cause=cause, valid_from=np.asarray(valid_from, dtype="datetime64[D]"))
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from data.simulate.calendar import month_end, month_start, random_day_in_month
 from data.simulate.context import MonthContext
+from data.simulate.draws import lag_days, pick_rows
 from data.simulate.emit import Emitter
 from data.simulate.params import load_module_params
 from kernel.catalog import load_catalog
@@ -74,15 +75,8 @@ def _weights(mapping: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
     return keys, w / w.sum()
 
 
-def _pick_rows(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
-    """One categorical draw per row of a (n, k) matrix of (unnormalised) weights."""
-    cum = np.cumsum(probs, axis=1)
-    u = rng.random(len(probs)) * cum[:, -1]
-    return np.minimum((u[:, None] >= cum).sum(axis=1), probs.shape[1] - 1)
 
 
-def _lag(rng: np.random.Generator, n: int, lag: tuple[int, int]) -> np.ndarray:
-    return rng.integers(lag[0], lag[1] + 1, n).astype("timedelta64[D]")
 
 
 class InternetModule:
@@ -157,7 +151,7 @@ class InternetModule:
         topic = np.empty(m, dtype=object)
         neg_bg = np.flatnonzero(negative & ~is_burst)
         w = self.neg_w[None, :] * np.where(self.neg_stress[None, :], 1 + p.stress_topic_loading * s[neg_bg, None], 1.0)
-        topic[neg_bg] = self.neg_topics[_pick_rows(rng, w)]
+        topic[neg_bg] = self.neg_topics[pick_rows(rng, w)]
         topic[is_burst] = rng.choice(self.burst_topics, size=int(is_burst.sum()), p=self.burst_p)
         topic[positive] = rng.choice(self.pos_topics, size=int(positive.sum()), p=self.pos_p)
         neutral = ~negative & ~positive
@@ -174,7 +168,7 @@ class InternetModule:
         out.emit("news_sentiment", {
             "uscc": ctx.ent.uscc[slot], "publish_date": date, "source_type": source, "sentiment": sentiment,
             "topic": topic, "severity": severity,
-        }, ent=slot, available=date + _lag(rng, m, self.news_lag), cause=cause)
+        }, ent=slot, available=date + lag_days(rng, m, self.news_lag), cause=cause)
 
     @staticmethod
     def _unique_keys(slot: np.ndarray, date: np.ndarray, source: np.ndarray, t: int) -> np.ndarray:
@@ -214,4 +208,4 @@ class InternetModule:
             "uscc": ent.uscc[idx], "period_month": np.full(idx.size, ctx.first_day),
             "active_job_posts": self.active_posts[idx], "new_job_posts": new[idx],
             "avg_offered_salary": np.round(salary, 0),
-        }, ent=idx, available=ctx.last_day + _lag(rng, idx.size, self.rec_lag), cause="background")
+        }, ent=idx, available=ctx.last_day + lag_days(rng, idx.size, self.rec_lag), cause="background")

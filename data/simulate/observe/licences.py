@@ -14,6 +14,7 @@ import numpy as np
 
 from data.simulate.calendar import add_months, date_to_month, month_end, month_start, random_day_in_month
 from data.simulate.context import MonthContext
+from data.simulate.draws import choice_by_weights
 from data.simulate.emit import Emitter
 from data.simulate.latent import REVOKED, sigmoid
 from data.simulate.params import load_module_params
@@ -70,10 +71,6 @@ class LicencesParams(FrozenModel):
     safety: SafetyParams
 
 
-def _pick(rng: np.random.Generator, weights: dict[str, float], size: int) -> np.ndarray:
-    keys = list(weights)
-    w = np.array([weights[k] for k in keys], dtype=np.float64)
-    return np.array(keys, dtype=object)[rng.choice(len(keys), size=size, p=w / w.sum())]
 
 
 class LicencesModule:
@@ -105,9 +102,9 @@ class LicencesModule:
                   | (storage & (u < op.holder_prob["oil_gas_storage"])) | (petro & (u < op.holder_prob["petrochemical"])))
         ltype = np.full(n, None, dtype=object)
         ltype[retail] = "refined_oil_retail"
-        ltype[trader] = _pick(rng, op.trader_types, int(trader.sum()))
+        ltype[trader] = choice_by_weights(rng, op.trader_types, int(trader.sum()))
         imp = storage | petro
-        ltype[imp] = _pick(rng, op.import_types, int(imp.sum()))
+        ltype[imp] = choice_by_weights(rng, op.import_types, int(imp.sum()))
         lng = ~retail & (rng.random(n) < op.lng_prob)
         ltype[lng & (trader | imp)] = "lng_trading"
         holder &= (ltype != None) & ~ent.shell  # noqa: E711 - object array; shells hold no licence
@@ -165,7 +162,7 @@ class LicencesModule:
         # grade: level_1 for the top mu among covered firms of medium size or more, others by shares
         medium_plus = ~((ent.employees < 100) & (ent.sales < 5000))
         cut = np.quantile(ent.mu[covered], 1 - sp.level_1_top_share) if covered.any() else np.inf
-        grade = np.array([GRADES.index(g) for g in _pick(rng, sp.grade_shares, n)], dtype=np.int8)
+        grade = np.array([GRADES.index(g) for g in choice_by_weights(rng, sp.grade_shares, n)], dtype=np.int8)
         grade[covered & medium_plus & (ent.mu >= cut)] = GRADES.index("level_1")
         self.grade = grade
         src = np.zeros(n, dtype=np.int64)

@@ -42,6 +42,7 @@ from scipy.special import ndtri
 
 from data.simulate.calendar import add_months, date_to_month, month_end, month_index, month_label, month_start
 from data.simulate.context import MonthContext
+from data.simulate.draws import choice_by_weights
 from data.simulate.emit import Emitter
 from data.simulate.latent import ACTIVE, LIQUIDATING, REVOKED, STATUS_CODES
 from data.simulate.networks import hex_ids
@@ -234,10 +235,6 @@ class PlatformParams(FrozenModel):
 
 # ==================================================================================================
 # Small helpers
-def _choice(rng: np.random.Generator, probs: Mapping[str, float], size: int) -> np.ndarray:
-    keys = list(probs)
-    p = np.array([probs[k] for k in keys], dtype=np.float64)
-    return np.array(keys, dtype=object)[rng.choice(len(keys), size=size, p=p / p.sum())]
 
 
 def _choice_rows(rng: np.random.Generator, keys: list[str], weights: np.ndarray) -> np.ndarray:
@@ -1055,7 +1052,7 @@ class PlatformModule:
             "core_enterprise_uscc": core_uscc, "core_enterprise_credit_grade": core_grade,
             "months_invoicing_core": months_core, "core_payables_confirmed": payables,
             "max_acceptable_rate": max_rate,
-            "repayment_source": _choice(rng, dp.repayment_source, k),
+            "repayment_source": choice_by_weights(rng, dp.repayment_source, k),
             "declares_existing_bank_loans": existing,
             "submit_ts": _ts(day, rng.uniform(0.33, 0.75, k)),
         }

@@ -24,6 +24,7 @@ from pydantic import field_validator
 
 from data.simulate.calendar import add_months, month_end, month_start, random_day_in_month
 from data.simulate.context import MonthContext
+from data.simulate.draws import choice_by_weights, lognormal
 from data.simulate.latent import ACTIVE, LIQUIDATING, STATUS_CODES, sigmoid
 from data.simulate.networks import (
     FOREIGN,
@@ -208,14 +209,8 @@ class _Table:
         return i
 
 
-def _weighted_choice(rng: np.random.Generator, weights: dict[str, float], size: int) -> np.ndarray:
-    keys = list(weights)
-    p = np.array([weights[k] for k in keys], dtype=np.float64)
-    return np.array(keys, dtype=object)[rng.choice(len(keys), size=size, p=p / p.sum())]
 
 
-def _lognormal(rng: np.random.Generator, median: float, logsd: float, size: int) -> np.ndarray:
-    return median * np.exp(logsd * rng.standard_normal(size))
 
 
 def age_band(years: np.ndarray) -> np.ndarray:
@@ -309,7 +304,7 @@ class RegistrationModule:
         et = np.empty(n, dtype=object)
         for s in np.unique(self.sector_name):
             idx = np.flatnonzero(self.sector_name == s)
-            et[idx] = _weighted_choice(rng, self.p.ent_type.get(s, self.p.ent_type["default"]), idx.size)
+            et[idx] = choice_by_weights(rng, self.p.ent_type.get(s, self.p.ent_type["default"]), idx.size)
         et[self.has_foreign] = "foreign_invested"
         et[self.major_kind == PLATFORM_ENT] = "llc_legal_person_owned"
         et[self.major_kind == GOV] = "llc_state_controlled"
@@ -356,7 +351,7 @@ class RegistrationModule:
     def _draw_capital(self) -> None:
         c, rng, ent = self.p.capital, self.rng, self.ent
         factor = np.array([c.sector_factor.get(s, 1.0) for s in self.sector_name])
-        raw = _lognormal(rng, c.median, c.logsd, ent.n_max) * factor * np.exp(c.size_loading * ent.z_size)
+        raw = lognormal(rng, c.median, c.logsd, ent.n_max) * factor * np.exp(c.size_loading * ent.z_size)
         self.reg_cap = self.round_capital(raw)
 
     def round_capital(self, x: np.ndarray) -> np.ndarray:
@@ -809,7 +804,7 @@ class RegistrationModule:
                 s01_touch[sel] = True
             elif k == ENT_TYPE:
                 for i in fi.tolist():
-                    self.ent_type[i] = _weighted_choice(rng, self.p.ent_type_changes[self.ent_type[i]], 1)[0]
+                    self.ent_type[i] = choice_by_weights(rng, self.p.ent_type_changes[self.ent_type[i]], 1)[0]
                 self.ent_name[fi] = self._compose_names(fi)
                 s01_touch[sel] = True
             elif k == TERM:
@@ -913,7 +908,7 @@ class RegistrationModule:
 
     def _choose_new_reps(self, fi: np.ndarray, escape: np.ndarray) -> np.ndarray:
         cp, ep, rng = self.p.changes, self.p.escape, self.rng
-        kind = _weighted_choice(rng, cp.new_legal_rep, fi.size)
+        kind = choice_by_weights(rng, cp.new_legal_rep, fi.size)
         ctrl = self.net.controller[fi]
         kind[(kind == "controller") & (ctrl == self.legal_rep[fi])] = "new_person"
         kind[escape] = np.where(rng.random(int(escape.sum())) < ep.nominee_prob, "nominee", "new_person")
@@ -1059,7 +1054,7 @@ class RegistrationModule:
                           if rng.random() < pl.existing_person_prob else int(self._new_persons(1)[0]))
                 pledgee[j] = self.net.persons.person_id[person]
         invalid = rng.random(k) < pl.invalid_prob
-        dur = np.maximum(1, np.round(_lognormal(rng, pl.duration_median_months, pl.duration_logsd, k))).astype(int)
+        dur = np.maximum(1, np.round(lognormal(rng, pl.duration_median_months, pl.duration_logsd, k))).astype(int)
         valid = new[~invalid]
         self.pl_active[valid] = True
         self.pl_cancel[valid] = t + dur[~invalid]

@@ -23,6 +23,7 @@ from pydantic import Field
 
 from data.simulate.calendar import add_days, add_months, month_index, month_start, random_day_in_month
 from data.simulate.context import MonthContext
+from data.simulate.draws import choice_by_weights, lognormal
 from data.simulate.emit import Emitter
 from data.simulate.latent import DEREGISTERED, sigmoid
 from data.simulate.params import load_module_params
@@ -213,14 +214,8 @@ def small_scale_rule(vat: VatParams, t: int) -> tuple[float, float, bool]:
     return rate, threshold, exempt
 
 
-def _weighted_choice(rng: np.random.Generator, weights: dict[str, float], size: int) -> np.ndarray:
-    keys = np.array(list(weights), dtype=object)
-    p = np.array(list(weights.values()), dtype=np.float64)
-    return keys[rng.choice(len(keys), size=size, p=p / p.sum())]
 
 
-def _lognormal(rng: np.random.Generator, median: float, logsd: float, size: int) -> np.ndarray:
-    return median * np.exp(logsd * rng.standard_normal(size))
 
 
 def _money(x: np.ndarray) -> np.ndarray:
@@ -441,7 +436,7 @@ class TaxModule:
         ring_day = {r: random_day_in_month(rng, t + lag, 1)[0] for r, lag in ring_lag.items()}
         lags = np.array([ring_lag[int(r)] for r in self.ring_id[members]], dtype=np.int64)
         pub = np.array([ring_day[int(r)] for r in self.ring_id[members]], dtype="datetime64[D]")
-        amount = _lognormal(rng, vp.amount[0], vp.amount[1], members.size)
+        amount = lognormal(rng, vp.amount[0], vp.amount[1], members.size)
         for m in np.unique(lags):
             sel = lags == m
             self._queue_violation(t + int(m), members[sel], pub[sel],
@@ -611,10 +606,10 @@ class TaxModule:
         if due.size:
             k = due.size
             pub = np.full(k, first_working_day(t))
-            balance = _money(_lognormal(rng, ap.balance[0], ap.balance[1], k)
+            balance = _money(lognormal(rng, ap.balance[0], ap.balance[1], k)
                              * (ctx.ent.sales[due] / ap.balance_size_ref) ** ap.balance_size_exp)
             new = _money(balance * rng.uniform(ap.new_share[0], ap.new_share[1], k))
-            ttype = _weighted_choice(rng, ap.tax_type, k)
+            ttype = choice_by_weights(rng, ap.tax_type, k)
             paid = rng.random(k) < sigmoid(ap.paid_logit + ctx.h[due])
             removal = add_days(pub, rng.integers(1, ap.paid_within_days + 1, k))
             self.arr_state[due] = 2
@@ -676,10 +671,10 @@ class TaxModule:
         if hit.size:
             k = hit.size
             shell_ring = self.ring_id[hit] >= 0
-            vtype = np.where(shell_ring, "false_invoicing", _weighted_choice(rng, vp.type, k)).astype(object)
-            ttype = _weighted_choice(rng, self.p.arrears.tax_type, k)
+            vtype = np.where(shell_ring, "false_invoicing", choice_by_weights(rng, vp.type, k)).astype(object)
+            ttype = choice_by_weights(rng, self.p.arrears.tax_type, k)
             ttype[np.isin(vtype, ("false_invoicing", "export_rebate_fraud"))] = "vat"
-            amount = _lognormal(rng, vp.amount[0], vp.amount[1], k)
+            amount = lognormal(rng, vp.amount[0], vp.amount[1], k)
             lag = rng.integers(vp.publish_lag_months[0], vp.publish_lag_months[1] + 1, k)
             cause = _hazard_cause(u[hit], p0[hit])
             pub = random_day_in_month(rng, t + lag)
