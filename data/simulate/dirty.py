@@ -8,6 +8,7 @@ its own random stream, so changing one rate leaves the others' choices unchanged
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 
 import numpy as np
@@ -108,7 +109,9 @@ class DirtyInjector:
         held = self._held.pop((library.id, month), [])
         if held:
             base = int(f["__pos"].max()) + 1 if len(f) else 0
-            extra = pd.concat(held, ignore_index=True)
+            with warnings.catch_warnings():   # held parts may carry all-null columns: their dtype is kept
+                warnings.simplefilter("ignore", FutureWarning)
+                extra = pd.concat(held, ignore_index=True)
             extra["__pos"] = base + np.arange(len(extra))
             for defect, part in extra.groupby("__defect", sort=True):
                 logs.append(_log(part["__pos"].to_numpy(), str(defect), "_available_date",
