@@ -53,8 +53,8 @@ test-all: install ## every test, slow ones included
 lint: install ## ruff
 	$(BIN)/ruff check .
 
-typecheck: install ## mypy on the kernel and public APIs
-	$(BIN)/mypy kernel data/simulate
+typecheck: install ## mypy on the shared kernel
+	$(BIN)/mypy kernel
 
 bench: install ## benchmarks on the default world; figures written under benchmarks/results/
 	$(BIN)/python benchmarks/bench_simulate.py --enterprises 5000
