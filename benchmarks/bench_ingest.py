@@ -8,7 +8,6 @@ any validator that has to look at every record. Figures go to benchmarks/results
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import subprocess
@@ -18,11 +17,10 @@ import time
 from pathlib import Path
 
 import duckdb
+from results_file import minutes_for_seed_target, write_results
 
 from data.warehouse.ingest import ingest_all, list_deliveries
 from kernel.catalog import load_catalog
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def plain_scan_seconds(ws: Path) -> tuple[float, int]:
@@ -64,14 +62,9 @@ def main() -> None:
         "records_per_second": round(summary.records_in / seconds), "peak_rss_mb": round(peak_mb, 1),
         "baseline_plain_duckdb_scan_seconds": round(scan, 2), "baseline_rows": scanned,
         "ratio_vs_plain_scan": round(seconds / scan, 1),
-        "extrapolated_minutes_for_200M_records": round(200_000_000 / (summary.records_in / seconds) / 60, 1),
+        "extrapolated_minutes_for_200M_records": minutes_for_seed_target(summary.records_in / seconds),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"ingest-{args.label}.json"
-    out.write_text(json.dumps(result, indent=1), encoding="utf-8")
-    for k, v in result.items():
-        print(f"{k:40s} {v}")
-    print(f"written to {out}")
+    write_results(f"ingest-{args.label}", result)
     if tmp is not None:
         tmp.cleanup()
 

@@ -8,7 +8,6 @@ to benchmarks/results/simulate-<label>.json; nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
@@ -17,15 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import psutil
+from results_file import minutes_for_seed_target, write_results
 
 from data.simulate.latent import LatentProcess
 from data.simulate.networks import build_networks
 from data.simulate.params import load_world_params
 from data.simulate.run import simulate_world
 from data.simulate.world import draw_enterprises, module_rng
-
-RESULTS = Path(__file__).resolve().parent / "results"
-SEED_TARGET_RECORDS = 200_000_000
 
 
 def latent_only_seconds(enterprises: int, end: str | None) -> float:
@@ -80,15 +77,10 @@ def main() -> None:
         "peak_rss_mb": round(summary.peak_rss_mb, 1), "rss_after_mb": round(rss, 1),
         "baseline_latent_only_seconds": round(latent, 2), "ratio_vs_latent_only": round(summary.seconds / latent, 1),
         "baseline_parquet_floor_seconds": round(floor, 2), "ratio_vs_parquet_floor": round(summary.seconds / floor, 2),
-        "extrapolated_minutes_for_200M_records": round(SEED_TARGET_RECORDS / rps / 60, 1),
+        "extrapolated_minutes_for_200M_records": minutes_for_seed_target(rps),
         "oracle": not args.no_oracle, "python": platform.python_version(), "cpus": psutil.cpu_count(),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"simulate-{args.label}.json"
-    out.write_text(json.dumps(result, indent=1), encoding="utf-8")
-    for k, v in result.items():
-        print(f"{k:40s} {v}")
-    print(f"written to {out}")
+    write_results(f"simulate-{args.label}", result)
 
 
 if __name__ == "__main__":
