@@ -25,3 +25,17 @@ def platform_dir(ws: Path | None = None) -> Path:
 
 def reports_dir(ws: Path | None = None) -> Path:
     return (ws or workspace_dir()) / "reports"
+
+
+def warehouse_db(ws: Path | None = None) -> Path:
+    """The DuckDB file holding the warehouse views and as-of macros."""
+    return (ws or workspace_dir()) / "warehouse" / "warehouse.duckdb"
+
+
+def marts_dir(ws: Path | None = None) -> Path:
+    return (ws or workspace_dir()) / "marts"
+
+
+def features_dir(ws: Path | None = None) -> Path:
+    """Feast's generated state: offline sources, registry, online store."""
+    return (ws or workspace_dir()) / "features"
