@@ -1,0 +1,77 @@
+"""Deployment profiles (configs/profiles/*.yaml): `local` embedded defaults or `production` servers.
+
+Every stage asks the profile where its stores live, so the same code runs on SQLite/DuckDB files or on
+PostgreSQL/Redis. `${VAR:-default}` in connection strings is expanded from the environment at load, so
+credentials stay out of the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from kernel.config import FrozenModel, configs_dir, load_yaml_model
+from kernel.errors import ConfigError
+
+_ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+def expand_env(text: str) -> str:
+    """Replace ${VAR} / ${VAR:-default}; an unset variable without a default is an error."""
+    def sub(m: re.Match[str]) -> str:
+        value = os.environ.get(m.group(1), m.group(2))
+        if value is None:
+            raise ConfigError(f"environment variable {m.group(1)} is not set and has no default")
+        return value
+    return _ENV.sub(sub, text)
+
+
+class FileRegistry(FrozenModel):
+    type: Literal["file"]
+    path: str
+
+
+class SqlRegistry(FrozenModel):
+    type: Literal["sql"]
+    url: str
+
+
+class SqliteOnline(FrozenModel):
+    type: Literal["sqlite"]
+    path: str
+
+
+class RedisOnline(FrozenModel):
+    type: Literal["redis"]
+    connection_string: str
+
+
+class FeastProfile(FrozenModel):
+    project: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    registry: FileRegistry | SqlRegistry = Field(discriminator="type")
+    online_store: SqliteOnline | RedisOnline = Field(discriminator="type")
+    offline_store: Literal["duckdb"]
+
+
+class Profile(FrozenModel):
+    name: str
+    feast: FeastProfile
+
+
+def profile_name() -> str:
+    """ZHOUXIN_PROFILE if set, else `local`."""
+    return os.environ.get("ZHOUXIN_PROFILE", "local")
+
+
+def load_profile(name: str | None = None) -> Profile:
+    """Load configs/profiles/<name>.yaml (default: ZHOUXIN_PROFILE or local)."""
+    name = name or profile_name()
+    path: Path = configs_dir() / "profiles" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (configs_dir() / "profiles").glob("*.yaml"))
+        raise ConfigError(f"unknown profile {name!r}; known profiles: {', '.join(known)}")
+    return load_yaml_model(Profile, path)
