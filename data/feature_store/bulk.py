@@ -88,7 +88,7 @@ def encode_column(col: pa.ChunkedArray | pa.Array) -> list[bytes]:
     elif pa.types.is_integer(t):
         enc = [b" " + _varint(int(v)) for v in pc.fill_null(arr, 0).to_pylist()]
     elif pa.types.is_timestamp(t) or pa.types.is_date(t):
-        secs = pc.cast(pc.cast(arr, pa.timestamp("s")), pa.int64()) if pa.types.is_timestamp(t) \
+        secs = pc.cast(pc.cast(arr, pa.timestamp("s"), safe=False), pa.int64()) if pa.types.is_timestamp(t) \
             else pc.multiply(pc.cast(pc.cast(pc.cast(arr, pa.date32()), pa.int32()), pa.int64()), 86400)
         enc = [b"@" + _varint(int(v)) for v in pc.fill_null(secs, 0).to_pylist()]
     elif pa.types.is_string(t) or pa.types.is_large_string(t):
@@ -115,7 +115,7 @@ def entity_keys(usccs: Sequence[str]) -> list[bytes]:
 
 def _epoch(ts: pa.ChunkedArray) -> list[int | None]:
     """Seconds since the epoch, as Feast's SQLite adapter stores event_ts / created_ts."""
-    secs = pc.cast(pc.cast(ts, pa.timestamp("s")), pa.int64())
+    secs = pc.cast(pc.cast(ts, pa.timestamp("s"), safe=False), pa.int64())
     return secs.to_pylist()
 
 

@@ -1,0 +1,93 @@
+"""The marts the platform publishes, in build order, each with its builder and column declarations.
+
+Adding a mart = one entry here (and its module); the feature store, dictionaries and FeatureServices
+pick it up by name. Builders take a `MartContext`, so a mart can use one built before it (the credit
+indicators read the equity mart's related-party score).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from data.marts.spec import MartFeature
+
+
+@dataclass
+class MartContext:
+    """What a mart builder may use: the warehouse, the months, workspace paths, earlier marts."""
+
+    con: duckdb.DuckDBPyConnection
+    months: list[date]
+    ws: Path
+    events: pd.DataFrame
+    built: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Mart:
+    name: str
+    description: str
+    build: Callable[[MartContext], pd.DataFrame]
+    features: Callable[[], tuple[MartFeature, ...]]
+
+
+def _equity(ctx: MartContext) -> pd.DataFrame:
+    from data.marts.equity import build_equity_mart
+
+    return build_equity_mart(ctx.con, ctx.months, ctx.events, ctx.ws / "marts" / "equity_graph")
+
+
+def _equity_features() -> tuple[MartFeature, ...]:
+    from data.marts.equity import EQUITY_FEATURES
+
+    return EQUITY_FEATURES
+
+
+def _indicators(ctx: MartContext) -> pd.DataFrame:
+    from data.marts.indicators import build_indicator_mart, fit_reference_cached
+
+    params = fit_reference_cached(ctx.con, ctx.ws / "marts" / "norm_params.json")
+    related = ctx.built.get("equity")
+    rp = related[["uscc", "as_of", "eq_related_party_risk_score"]] if related is not None else None
+    return build_indicator_mart(ctx.con, ctx.months, params, related_party=rp)
+
+
+def _indicator_features() -> tuple[MartFeature, ...]:
+    from data.marts.indicators import INDICATOR_FEATURES
+
+    return INDICATOR_FEATURES
+
+
+def _risk(ctx: MartContext) -> pd.DataFrame:
+    from data.marts.risk_indicators import build_risk_indicator_mart
+
+    return build_risk_indicator_mart(ctx.con, ctx.months)
+
+
+def _risk_features() -> tuple[MartFeature, ...]:
+    from data.marts.risk_indicators import risk_indicator_features
+
+    return risk_indicator_features()
+
+
+MARTS: tuple[Mart, ...] = (
+    Mart("equity", "equity penetration, actual controllers, association groups, contagion", _equity,
+         _equity_features),
+    Mart("indicators", "the 49 credit indicators, 17/5 sub-indices and the composite credit index",
+         _indicators, _indicator_features),
+    Mart("risk_indicators", "1,000+ declared risk indicators (signal x window x aggregation)", _risk,
+         _risk_features),
+)
+
+
+def mart(name: str) -> Mart:
+    for m in MARTS:
+        if m.name == name:
+            return m
+    raise KeyError(f"unknown mart {name!r}; known: {', '.join(m.name for m in MARTS)}")

@@ -1,0 +1,49 @@
+"""The bulk path's Value encoding is byte-identical to Feast's protobuf serialization."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pyarrow as pa
+from feast.protos.feast.types.Value_pb2 import Value
+from hypothesis import given
+from hypothesis import strategies as st
+
+from data.feature_store.bulk import encode_column
+
+
+def _expected(values, make) -> list[bytes]:
+    return [b"" if v is None else make(v).SerializeToString() for v in values]
+
+
+@given(st.lists(st.one_of(st.none(), st.floats(allow_nan=False)), max_size=50))
+def test_doubles(values):
+    assert encode_column(pa.array(values, pa.float64())) == _expected(values, lambda v: Value(double_val=v))
+
+
+@given(st.lists(st.one_of(st.none(), st.floats(width=32, allow_nan=False)), max_size=50))
+def test_floats(values):
+    assert encode_column(pa.array(values, pa.float32())) == _expected(values, lambda v: Value(float_val=v))
+
+
+@given(st.lists(st.one_of(st.none(), st.integers(min_value=-(2**63), max_value=2**63 - 1)), max_size=50))
+def test_ints(values):
+    assert encode_column(pa.array(values, pa.int64())) == _expected(values, lambda v: Value(int64_val=v))
+
+
+@given(st.lists(st.one_of(st.none(), st.booleans()), max_size=50))
+def test_bools(values):
+    assert encode_column(pa.array(values, pa.bool_())) == _expected(values, lambda v: Value(bool_val=v))
+
+
+@given(st.lists(st.one_of(st.none(), st.text(max_size=300)), max_size=30))
+def test_strings(values):
+    assert encode_column(pa.array(values, pa.string())) == _expected(values, lambda v: Value(string_val=v))
+
+
+@given(st.lists(st.one_of(st.none(), st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2100, 1, 1))),
+                max_size=30))
+def test_timestamps(values):
+    def make(v: datetime) -> Value:
+        return Value(unix_timestamp_val=int(v.replace(microsecond=0, tzinfo=UTC).timestamp()))
+    assert encode_column(pa.array(values, pa.timestamp("us"))) == _expected(values, make)
