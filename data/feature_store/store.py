@@ -22,6 +22,7 @@ from kernel.workspace import features_dir
 
 def repo_config(profile: Profile, ws: Path):
     """Feast RepoConfig for a profile; local paths resolve under the workspace's features/ folder."""
+    from feast.infra.registry.sql import SqlRegistryConfig
     from feast.repo_config import RegistryConfig, RepoConfig
 
     fp = profile.feast
@@ -30,7 +31,7 @@ def repo_config(profile: Profile, ws: Path):
     if fp.registry.type == "file":
         registry = RegistryConfig(registry_type="file", path=str(ws / fp.registry.path), cache_ttl_seconds=60)
     else:
-        registry = RegistryConfig(registry_type="sql", path=expand_env(fp.registry.url), cache_ttl_seconds=60)
+        registry = SqlRegistryConfig(registry_type="sql", path=expand_env(fp.registry.url), cache_ttl_seconds=60)
     if fp.online_store.type == "sqlite":
         online = {"type": "sqlite", "path": str(ws / fp.online_store.path)}
     else:
