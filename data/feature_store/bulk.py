@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from data.feature_store.sources import CREATED_TS, EVENT_TS, JOIN_KEY
-from data.feature_store.training_set import ViewSource, _timeline_sql
+from data.feature_store.training_set import ViewSource
 from data.warehouse.rules import q
 
 
@@ -35,15 +35,20 @@ class BulkResult:
 
 def latest_rows(view: ViewSource, as_of: datetime | None = None,
                 con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
-    """The value known at `as_of` (default: everything) per firm: the timeline's last row."""
-    cut = f"where _e <= timestamp '{as_of:%Y-%m-%d %H:%M:%S}'" if as_of else ""
+    """The value known at `as_of` (default: everything) per firm.
+
+    Among the rows visible by then (visible from max(event time, availability)), the one with the
+    greatest (event_timestamp, created_ts) — the last step of the training timeline, in one pass.
+    """
+    cut = (f"where greatest({EVENT_TS}, {CREATED_TS}) <= timestamp '{as_of:%Y-%m-%d %H:%M:%S}'"
+           if as_of else "")
     cols = ", ".join(q(f) for f in view.features)
     own = con is None
     con = con or duckdb.connect()
     try:
         return con.sql(f"""
-            select {q(JOIN_KEY)}, {EVENT_TS}, {CREATED_TS}, {cols} from ({_timeline_sql(view)}) {cut}
-            qualify row_number() over (partition by {q(JOIN_KEY)} order by _e desc) = 1
+            select {q(JOIN_KEY)}, {EVENT_TS}, {CREATED_TS}, {cols} from read_parquet('{view.path}') {cut}
+            qualify row_number() over (partition by {q(JOIN_KEY)} order by {EVENT_TS} desc, {CREATED_TS} desc) = 1
             order by {q(JOIN_KEY)}""").to_arrow_table()
     finally:
         if own:

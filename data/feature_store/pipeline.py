@@ -78,7 +78,8 @@ def build_marts(ws: Path, start: str, end: str, names: Sequence[str] | None = No
 
 def definitions(ws: Path) -> Definitions:
     """Every Feast object for this workspace (marts included only once their sources exist)."""
-    marts = [v for v in mart_views() if source_path(sources_dir(ws), mart_view_name(v.name)).exists()]
+    marts = [MartView(name=m.name, features=m.features()) for m in MARTS
+             if source_path(sources_dir(ws), mart_view_name(m.name)).exists()]
     return build_definitions(sources_dir(ws), marts)
 
 

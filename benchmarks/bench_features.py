@@ -1,0 +1,148 @@
+"""Benchmark the feature store on a built workspace (run `make run` first, or pass --workspace).
+
+1. Training set: point-in-time rows x every feature of the `credit_rating` service, our set-based join
+   on --rows entity rows (goal: 1M rows in <= 120 s); Feast's get_historical_features on a --feast-rows
+   subset against ours on the same subset (ratio).
+2. Full-population materialization of every view: Feast's `materialize` vs the bulk path, same data,
+   both into SQLite (ratio; goal >= 10x), and the bulk path into Redis.
+3. Online read of one firm's full feature vector (the service), p50/p99 over --calls calls, SQLite and
+   Redis (the local SDK call a scoring service makes).
+Figures go to benchmarks/results/features-<label>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from results_file import write_results
+
+from data.feature_store.bulk import bulk_materialize
+from data.feature_store.pipeline import definitions, sources_dir
+from data.feature_store.store import apply_definitions, feast_materialize, historical_features, open_store
+from data.feature_store.training_set import point_in_time_join, view_sources
+from kernel.profile import FeastProfile, Profile, load_profile
+from kernel.workspace import workspace_dir
+
+
+def entity_rows(ws: Path, n: int, seed: int = 11) -> pd.DataFrame:
+    """n (firm, date) rows: registered firms at month ends and mid-months, sampled with a fixed seed."""
+    reg = pd.read_parquet(sources_dir(ws) / "ent_registration.parquet", columns=["uscc", "created_ts"])
+    firms = reg.groupby("uscc")["created_ts"].min()
+    mart = sources_dir(ws) / "mart_indicators.parquet"
+    if mart.exists():
+        grid = pd.read_parquet(mart, columns=["uscc", "event_timestamp"])
+    else:
+        months = pd.date_range("2018-01-31", periods=36, freq="ME")
+        grid = pd.DataFrame([(u, m) for u in firms.index for m in months], columns=["uscc", "event_timestamp"])
+    mid = grid.assign(event_timestamp=grid["event_timestamp"] - pd.Timedelta(days=15))
+    both = pd.concat([grid, mid], ignore_index=True)
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(both), size=n, replace=n > len(both))
+    return both.iloc[np.sort(idx)].reset_index(drop=True)
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    a = np.asarray(samples) * 1000
+    return round(float(np.percentile(a, 50)), 3), round(float(np.percentile(a, 99)), 3)
+
+
+def online_latency(store, firms: list[str], calls: int, service: str) -> tuple[float, float]:
+    svc = store.get_feature_service(service)
+    rng = np.random.default_rng(3)
+    for u in firms[:20]:                                      # warm-up (first calls open connections)
+        store.get_online_features(features=svc, entity_rows=[{"uscc": u}], full_feature_names=True)
+    times = []
+    for u in rng.choice(firms, size=calls):
+        t = time.perf_counter()
+        store.get_online_features(features=svc, entity_rows=[{"uscc": str(u)}], full_feature_names=True).to_dict()
+        times.append(time.perf_counter() - t)
+    return percentiles(times)
+
+
+def copy_store(ws: Path, into: Path, profile: Profile):
+    shutil.copytree(sources_dir(ws), into / "features" / "sources")
+    store = open_store(into, profile)
+    apply_definitions(store, definitions(into))
+    return store
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--workspace", type=Path, default=None)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--feast-rows", type=int, default=20_000)
+    ap.add_argument("--calls", type=int, default=1000)
+    ap.add_argument("--label", default="default")
+    ap.add_argument("--skip-feast-materialize", action="store_true")
+    args = ap.parse_args()
+    ws = args.workspace or workspace_dir()
+    res: dict[str, object] = {"label": args.label, "workspace": str(ws)}
+    store = open_store(ws, load_profile("local"))
+    views = view_sources(store, "credit_rating")
+    res["service_features"] = sum(len(v.features) for v in views)
+
+    ent = entity_rows(ws, args.rows)
+    t = time.perf_counter()
+    df = point_in_time_join(ent, views)
+    res["training_rows"] = len(df)
+    res["training_columns"] = df.shape[1]
+    res["training_seconds"] = round(time.perf_counter() - t, 1)
+    res["training_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    del df
+    sub = entity_rows(ws, args.feast_rows, seed=12)
+    t = time.perf_counter()
+    point_in_time_join(sub, views)
+    ours = time.perf_counter() - t
+    t = time.perf_counter()
+    historical_features(store, sub, "credit_rating")
+    feast = time.perf_counter() - t
+    res.update({"subset_rows": len(sub), "subset_ours_seconds": round(ours, 2),
+                "subset_feast_seconds": round(feast, 2), "training_speedup_vs_feast": round(feast / ours, 1)})
+
+    all_views = [v.name for v in store.list_feature_views()]
+    with tempfile.TemporaryDirectory(prefix="zx-bench-feat-") as tmp:
+        local = load_profile("local")
+        s_bulk = copy_store(ws, Path(tmp) / "bulk", local)
+        t = time.perf_counter()
+        out = bulk_materialize(s_bulk, view_sources(s_bulk, all_views))
+        bulk = time.perf_counter() - t
+        values = sum(r.values for r in out)
+        res.update({"materialize_values": values, "bulk_sqlite_seconds": round(bulk, 1),
+                    "bulk_sqlite_values_per_s": round(values / bulk)})
+        if not args.skip_feast_materialize:
+            s_feast = copy_store(ws, Path(tmp) / "feast", local)
+            t = time.perf_counter()
+            feast_materialize(s_feast, datetime(1900, 1, 1), datetime(2100, 1, 1))
+            fm = time.perf_counter() - t
+            res.update({"feast_sqlite_seconds": round(fm, 1), "feast_sqlite_values_per_s": round(values / fm),
+                        "materialize_speedup_vs_feast": round(fm / bulk, 1)})
+        firms = sorted(pd.read_parquet(sources_dir(ws) / "ent_registration.parquet", columns=["uscc"])["uscc"].unique())
+        res["online_sqlite_p50_p99_ms"] = online_latency(s_bulk, firms, args.calls, "credit_rating")
+
+        prod = load_profile("production")
+        profile = Profile(name="production", feast=FeastProfile(
+            **(prod.feast.model_dump() | {"project": f"zhouxin_bench_{os.getpid()}"})))
+        s_redis = copy_store(ws, Path(tmp) / "redis", profile)
+        try:
+            t = time.perf_counter()
+            bulk_materialize(s_redis, view_sources(s_redis, all_views))
+            red = time.perf_counter() - t
+            res.update({"bulk_redis_seconds": round(red, 1), "bulk_redis_values_per_s": round(values / red)})
+            res["online_redis_p50_p99_ms"] = online_latency(s_redis, firms, args.calls, "credit_rating")
+        finally:
+            s_redis.teardown()
+    res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    write_results(f"features-{args.label}", res)
+
+
+if __name__ == "__main__":
+    main()
