@@ -11,7 +11,7 @@ ZX := $(BIN)/zhouxin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export ZHOUXIN_PERSON_SALT ?= local-development-salt-not-secret
 
-.PHONY: help install run simulate ingest quarantine calibrate data-dictionary test test-all lint typecheck bench bench-large clean
+.PHONY: help install run simulate ingest quarantine calibrate data-dictionary features features-get test test-all lint typecheck bench bench-features bench-large clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -26,7 +26,7 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 
 install: $(VENV)/.synced ## create .venv from the lock file (uv sync --frozen)
 
-run: install ## the main job end to end on the embedded defaults: simulate, ingest, reports
+run: install ## the main job end to end on the embedded defaults: simulate, ingest, features, reports
 	$(ZX) run
 
 simulate: install ## simulate the default world (raw deliveries + truth/) under the workspace
@@ -40,6 +40,12 @@ quarantine: install ## quarantine counts by department, rule and month
 
 calibrate: install ## print and store the calibration report of the last simulated world
 	$(ZX) data calibrate
+
+features: install ## marts, Feast sources and registry, bulk online materialization (local profile)
+	$(ZX) features build
+
+features-get: install ## one firm's online feature vector: make features-get USCC=913309...
+	$(ZX) features get --uscc $(USCC)
 
 data-dictionary: install ## generate the human data dictionary from configs/catalog.yaml
 	$(ZX) catalog dictionary
@@ -59,6 +65,9 @@ typecheck: install ## mypy on the shared kernel
 bench: install ## benchmarks on the default world; figures written under benchmarks/results/
 	$(BIN)/python benchmarks/bench_simulate.py --enterprises 5000
 	$(BIN)/python benchmarks/bench_ingest.py --enterprises 5000
+
+bench-features: install ## feature-store benchmarks on the built workspace (run `make run` first)
+	$(BIN)/python benchmarks/bench_features.py
 
 bench-large: install ## benchmarks on a world of >= 20M records
 	$(BIN)/python benchmarks/bench_simulate.py --enterprises 60000 --label large --no-oracle
