@@ -114,3 +114,17 @@ def get(uscc: Annotated[str, typer.Option(help="the enterprise's 18-character US
         if v is not None and k != "uscc":
             t.add_row(k, str(v))
     console.print(t)
+
+
+@app.command()
+def dictionary(out: Annotated[Path | None, typer.Option(help="output file (default workspace/reports/feature_dictionary.md)")] = None) -> None:
+    """Generate the dictionary of every mart column (49 indicators, risk indicators, equity graph)."""
+    from data.marts.dictionary import render_mart_dictionary
+    from data.marts.registry import MARTS
+    from kernel.workspace import reports_dir
+
+    path = out or reports_dir() / "feature_dictionary.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    marts = [(m.name, m.description, m.features()) for m in MARTS]
+    path.write_text(render_mart_dictionary(marts), encoding="utf-8")
+    console.print(f"{sum(len(f) for _, _, f in marts):,} mart columns documented in {path}")
