@@ -50,9 +50,16 @@ def _equity_features() -> tuple[MartFeature, ...]:
 
 
 def _indicators(ctx: MartContext) -> pd.DataFrame:
-    from data.marts.indicators import build_indicator_mart, fit_reference_cached
+    from data.marts.indicators import build_indicator_mart, fit_reference, load_norm_params, save_norm_params
 
-    params = fit_reference_cached(ctx.con, ctx.ws / "marts" / "norm_params.json")
+    # Normalisation parameters are frozen once fitted (indicators.md §3.8): reuse them; refit only
+    # for a new world (make run clears marts/) or an explicit rebase (delete the file).
+    path = ctx.ws / "marts" / "norm_params.json"
+    if path.exists():
+        params = load_norm_params(path)
+    else:
+        params = fit_reference(ctx.con)
+        save_norm_params(params, path)
     related = ctx.built.get("equity")
     rp = related[["uscc", "as_of", "eq_related_party_risk_score"]] if related is not None else None
     return build_indicator_mart(ctx.con, ctx.months, params, related_party=rp)
