@@ -30,7 +30,9 @@ def connect_warehouse(db: Path) -> duckdb.DuckDBPyConnection:
     """Read-only connection to warehouse.duckdb (refuses a missing warehouse with a clear error)."""
     if not db.exists():
         raise ZhouxinError(f"no warehouse at {db}: run `zhouxin data ingest` first")
-    return duckdb.connect(str(db), read_only=True)
+    con = duckdb.connect(str(db), read_only=True)
+    con.execute("set enable_progress_bar = false")   # our own progress display owns the terminal
+    return con
 
 
 def register_months(con: duckdb.DuckDBPyConnection, months: Sequence[date]) -> None:
