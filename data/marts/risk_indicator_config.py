@@ -105,6 +105,8 @@ class SignalSource(FrozenModel):
                     raise ValueError(f"{where}: a series signal needs a value expression")
                 if s.date_field is not None:
                     raise ValueError(f"{where}: date_field is set per series source, not per signal")
+                if s.where is not None:
+                    raise ValueError(f"{where}: series signals filter inside `value` (case when ... end)")
                 if "__" in s.name:
                     raise ValueError(f"{where}: series signal names are single words (the stem is <code>__<name>)")
             else:
