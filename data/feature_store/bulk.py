@@ -12,6 +12,7 @@ is exactly Feast's (table `<project>_<view>`, serialized entity keys, mmh3 field
 from __future__ import annotations
 
 import sqlite3
+from itertools import chain, repeat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -149,10 +150,14 @@ def write_sqlite(path: str, table: str, rows: pa.Table, features: Sequence[str])
         con.execute("begin")
         con.execute(f'drop table if exists "{new}"')
         con.execute(ddl[0][0].replace(f'"{table}"', f'"{new}"', 1))
+        by_firm_enc, by_firm_text = list(zip(*enc, strict=True)), list(zip(*text, strict=True))
+        n_feats = len(feats)
+        rows = chain.from_iterable(
+            zip(repeat(keys[i], n_feats), feats, by_firm_enc[i], by_firm_text[i], repeat(ev[i], n_feats),
+                repeat(cr[i], n_feats), strict=False) for i in order)
         con.executemany(
             f'insert into "{new}" (entity_key, feature_name, value, value_text, event_ts, created_ts) '
-            "values (?, ?, ?, ?, ?, ?)",
-            ((keys[i], f, enc[j][i], text[j][i], ev[i], cr[i]) for i in order for j, f in enumerate(feats)))
+            "values (?, ?, ?, ?, ?, ?)", rows)
         con.execute(f'drop table "{table}"')
         con.execute(f'alter table "{new}" rename to "{table}"')
         for _, sql in idx:
