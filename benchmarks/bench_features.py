@@ -92,15 +92,16 @@ def main() -> None:
 
     ent = entity_rows(ws, args.rows)
     t = time.perf_counter()
-    df = point_in_time_join(ent, views)
-    res["training_rows"] = len(df)
-    res["training_columns"] = df.shape[1]
+    df = point_in_time_join(ent, views, as_arrow=True)
+    res["training_rows"] = df.num_rows
+    res["training_columns"] = df.num_columns
+    res["training_gb_in_memory"] = round(df.nbytes / 1e9, 2)
     res["training_seconds"] = round(time.perf_counter() - t, 1)
     res["training_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     del df
     sub = entity_rows(ws, args.feast_rows, seed=12)
     t = time.perf_counter()
-    point_in_time_join(sub, views)
+    point_in_time_join(sub, views, as_arrow=True)
     ours = time.perf_counter() - t
     t = time.perf_counter()
     historical_features(store, sub, "credit_rating")

@@ -12,10 +12,10 @@ is exactly Feast's (table `<project>_<view>`, serialized entity keys, mmh3 field
 from __future__ import annotations
 
 import sqlite3
-from itertools import chain, repeat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain, repeat
 
 import duckdb
 import numpy as np
