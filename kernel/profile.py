@@ -57,9 +57,21 @@ class FeastProfile(FrozenModel):
     offline_store: Literal["duckdb"]
 
 
+class MlflowProfile(FrozenModel):
+    """Tracking store URI and artifact root; `<workspace>` is replaced by the workspace path."""
+
+    tracking_uri: str
+    artifact_root: str
+
+    def resolved(self, ws: Path) -> tuple[str, str]:
+        return (expand_env(self.tracking_uri).replace("<workspace>", str(ws)),
+                expand_env(self.artifact_root).replace("<workspace>", str(ws)))
+
+
 class Profile(FrozenModel):
     name: str
     feast: FeastProfile
+    mlflow: MlflowProfile
 
 
 def profile_name() -> str:

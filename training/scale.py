@@ -1,0 +1,76 @@
+"""PD -> credit score and master-scale grade (configs/rating_scale.yaml), vectorised."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from pydantic import model_validator
+
+from kernel.config import FrozenModel, configs_dir, load_yaml_model
+
+
+class ScoreSpec(FrozenModel):
+    base_points: float
+    base_odds: float
+    pdo: float
+    min: float
+    max: float
+
+
+class GradeBand(FrozenModel):
+    grade: str
+    pd_upper: float
+    central_pd: float
+    tier: str
+    tier_zh: str
+    expected_share: float
+
+
+class RatingScale(FrozenModel):
+    score: ScoreSpec
+    grades: tuple[GradeBand, ...]
+    default_grade: str
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RatingScale:
+        uppers = [g.pd_upper for g in self.grades]
+        if uppers != sorted(uppers) or len(set(uppers)) != len(uppers):
+            raise ValueError("grade pd_upper bounds must strictly increase from the best grade")
+        if uppers[-1] <= 1.0:
+            raise ValueError("the last grade must cover PD = 1 (pd_upper > 1)")
+        return self
+
+    @property
+    def grade_names(self) -> tuple[str, ...]:
+        return tuple(g.grade for g in self.grades)
+
+    def band(self, grade: str) -> tuple[float, float]:
+        """[lower, upper) PD bounds of a grade."""
+        lower = 0.0
+        for g in self.grades:
+            if g.grade == grade:
+                return lower, min(g.pd_upper, 1.0)
+            lower = g.pd_upper
+        raise KeyError(grade)
+
+
+@lru_cache(maxsize=1)
+def load_rating_scale() -> RatingScale:
+    return load_yaml_model(RatingScale, configs_dir() / "rating_scale.yaml")
+
+
+def pd_to_score(pd_: np.ndarray, scale: RatingScale | None = None) -> np.ndarray:
+    """score = base + pdo/ln2 * ln(odds / base_odds), odds = (1-PD)/PD, rounded and clipped."""
+    s = (scale or load_rating_scale()).score
+    p = np.clip(np.asarray(pd_, dtype=float), 1e-9, 1 - 1e-9)
+    raw = s.base_points + s.pdo / np.log(2) * np.log(((1 - p) / p) / s.base_odds)
+    return np.clip(np.round(raw), s.min, s.max)
+
+
+def pd_to_grade(pd_: np.ndarray, scale: RatingScale | None = None) -> np.ndarray:
+    """Master-scale grade of each PD (the first band whose upper bound exceeds it)."""
+    scale = scale or load_rating_scale()
+    uppers = np.array([g.pd_upper for g in scale.grades])
+    idx = np.searchsorted(uppers, np.asarray(pd_, dtype=float), side="right")
+    return np.array(scale.grade_names, dtype=object)[np.minimum(idx, len(uppers) - 1)]
