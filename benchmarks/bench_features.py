@@ -89,6 +89,7 @@ def main() -> None:
     store = open_store(ws, load_profile("local"))
     views = view_sources(store, "credit_rating")
     res["service_features"] = sum(len(v.features) for v in views)
+    res["recommender_features"] = sum(len(v.features) for v in view_sources(store, "recommender"))
 
     ent = entity_rows(ws, args.rows)
     t = time.perf_counter()
@@ -128,6 +129,7 @@ def main() -> None:
                         "materialize_speedup_vs_feast": round(fm / bulk, 1)})
         firms = sorted(pd.read_parquet(sources_dir(ws) / "ent_registration.parquet", columns=["uscc"])["uscc"].unique())
         res["online_sqlite_p50_p99_ms"] = online_latency(s_bulk, firms, args.calls, "credit_rating")
+        res["online_sqlite_recommender_p50_p99_ms"] = online_latency(s_bulk, firms, args.calls, "recommender")
 
         prod = load_profile("production")
         profile = Profile(name="production", feast=FeastProfile(
@@ -139,8 +141,21 @@ def main() -> None:
             red = time.perf_counter() - t
             res.update({"bulk_redis_seconds": round(red, 1), "bulk_redis_values_per_s": round(values / red)})
             res["online_redis_p50_p99_ms"] = online_latency(s_redis, firms, args.calls, "credit_rating")
+            res["online_redis_recommender_p50_p99_ms"] = online_latency(s_redis, firms, args.calls, "recommender")
         finally:
             s_redis.teardown()
+        if not args.skip_feast_materialize:
+            profile2 = Profile(name="production", feast=FeastProfile(
+                **(prod.feast.model_dump() | {"project": f"zhouxin_bench_feast_{os.getpid()}"})))
+            s_redis2 = copy_store(ws, Path(tmp) / "redis-feast", profile2)
+            try:
+                t = time.perf_counter()
+                feast_materialize(s_redis2, datetime(1900, 1, 1), datetime(2100, 1, 1))
+                fr = time.perf_counter() - t
+                res.update({"feast_redis_seconds": round(fr, 1),
+                            "materialize_redis_speedup_vs_feast": round(fr / red, 1)})
+            finally:
+                s_redis2.teardown()
     res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     write_results(f"features-{args.label}", res)
 

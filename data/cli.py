@@ -199,3 +199,22 @@ def detection(
     out.write_text(json.dumps({"rows": [r.__dict__ | {"rate": r.rate} for r in rows], "false_quarantine_rate": false_rate,
                                "false_quarantined": false_n, "undetectable": UNDETECTABLE}, indent=1, ensure_ascii=False),
                    encoding="utf-8")
+
+
+def run_credit_index(ws: Path) -> None:
+    """Build the FTZ / district / industry credit index series and print the headline."""
+    from data.marts.credit_index import build_credit_index
+
+    res = build_credit_index(ws)
+    ftz = res.series("ftz").dropna()
+    city = res.series("city").dropna()
+    note = f" ({res.base_note})" if res.base_note else ""
+    console.print(f"credit index (base {res.base_month} = 100{note}): FTZ {ftz.iloc[-1]:.2f}, city {city.iloc[-1]:.2f} "
+                  f"at {ftz.index[-1]} (provisional: {', '.join(res.provisional_months)}); "
+                  f"chart {res.paths.get('html')}")
+
+
+@app.command("credit-index")
+def credit_index(workspace: Annotated[Path | None, typer.Option(help="workspace folder")] = None) -> None:
+    """The FTZ / district / industry credit index (base 2019-12 = 100, chain-linked) with its chart."""
+    run_credit_index(workspace or workspace_dir())

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from data.cli import app as data_app
-from data.cli import run_calibration, run_ingest, run_simulation
+from data.cli import run_calibration, run_credit_index, run_ingest, run_simulation
 from data.feature_store.cli import app as features_app
 from data.feature_store.cli import dictionary as feature_dictionary
 from data.feature_store.cli import run_features
@@ -90,6 +90,7 @@ def run(
     console.rule("[bold]5/5 reports")
     catalog_dictionary(out=reports_dir(ws) / "data_dictionary.md")
     feature_dictionary(out=reports_dir(ws) / "feature_dictionary.md")
+    run_credit_index(ws)
     calibrated = run_calibration(ws)
     if not calibrated:
         console.print("[yellow]Some calibration targets missed: see the report above.")
