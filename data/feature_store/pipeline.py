@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from data.feature_store.definitions import Definitions, MartView, build_definitions, mart_view_name
-from data.feature_store.sources import export_mart, export_sources, source_path
+from data.feature_store.sources import export_mart, export_mart_batches, export_sources, source_path
 from data.marts.events import serious_credit_events
 from data.marts.grid import connect_warehouse, month_ends
 from data.marts.registry import MARTS, MartContext
@@ -62,18 +62,27 @@ def build_marts(ws: Path, start: str, end: str, names: Sequence[str] | None = No
         for m in MARTS:
             if names is not None and m.name not in names:
                 continue
-            df = m.build(ctx)
             declared = [f.name for f in m.features()]
-            missing = [c for c in declared if c not in df.columns]
-            if missing:
-                raise ZhouxinError(f"mart {m.name} lacks declared columns {missing[:5]}")
-            ctx.built[m.name] = df
-            rows[m.name] = export_mart(df[["uscc", "as_of", *declared]], source_path(sources_dir(ws), mart_view_name(m.name)))
+            out = source_path(sources_dir(ws), mart_view_name(m.name))
+            if m.stream is not None:
+                rows[m.name] = export_mart_batches((_checked(m.name, b, declared) for b in m.stream(ctx)),
+                                                   ["uscc", "as_of", *declared], out)
+            else:
+                df = _checked(m.name, m.build(ctx), declared)
+                ctx.built[m.name] = df
+                rows[m.name] = export_mart(df[["uscc", "as_of", *declared]], out)
             if progress:
                 progress(m.name)
         return rows
     finally:
         con.close()
+
+
+def _checked(name: str, df, declared: list[str]):
+    missing = [c for c in declared if c not in df.columns]
+    if missing:
+        raise ZhouxinError(f"mart {name} lacks declared columns {missing[:5]}")
+    return df
 
 
 def definitions(ws: Path) -> Definitions:

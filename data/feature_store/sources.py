@@ -108,3 +108,31 @@ def export_mart(mart: pd.DataFrame, out: Path) -> int:
     df.to_parquet(tmp, index=False)
     tmp.replace(out)
     return len(df)
+
+
+def export_mart_batches(batches, columns: list[str], out: Path) -> int:
+    """Write a mart arriving in row batches as one Feast source file (atomic rename at the end)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".parquet.tmp")
+    writer = None
+    rows = 0
+    try:
+        for batch in batches:
+            df = batch[columns].rename(columns={"as_of": EVENT_TS})
+            df[EVENT_TS] = pd.to_datetime(df[EVENT_TS]).astype("datetime64[us]")
+            df.insert(2, CREATED_TS, df[EVENT_TS])
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table)
+            rows += len(df)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise ValueError(f"mart for {out.name} produced no batches")
+    tmp.replace(out)
+    return rows

@@ -7,7 +7,7 @@ indicators read the equity mart's related-party score).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -31,10 +31,14 @@ class MartContext:
 
 @dataclass(frozen=True)
 class Mart:
+    """A mart: `build` returns it whole; `stream`, when set, yields it in row batches instead (a mart too
+    wide to hold in memory at scale, written batch by batch and not kept for later marts)."""
+
     name: str
     description: str
     build: Callable[[MartContext], pd.DataFrame]
     features: Callable[[], tuple[MartFeature, ...]]
+    stream: Callable[[MartContext], Iterator[pd.DataFrame]] | None = None
 
 
 def _equity(ctx: MartContext) -> pd.DataFrame:
@@ -77,6 +81,12 @@ def _risk(ctx: MartContext) -> pd.DataFrame:
     return build_risk_indicator_mart(ctx.con, ctx.months)
 
 
+def _risk_stream(ctx: MartContext) -> Iterator[pd.DataFrame]:
+    from data.marts.risk_indicators import iter_risk_indicator_mart
+
+    return iter_risk_indicator_mart(ctx.con, ctx.months)
+
+
 def _risk_features() -> tuple[MartFeature, ...]:
     from data.marts.risk_indicators import risk_indicator_features
 
@@ -89,7 +99,7 @@ MARTS: tuple[Mart, ...] = (
     Mart("indicators", "the 49 credit indicators, 17/5 sub-indices and the composite credit index",
          _indicators, _indicator_features),
     Mart("risk_indicators", "1,000+ declared risk indicators (signal x window x aggregation)", _risk,
-         _risk_features),
+         _risk_features, stream=_risk_stream),
 )
 
 
