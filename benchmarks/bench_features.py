@@ -132,8 +132,8 @@ def main() -> None:
         res["online_sqlite_recommender_p50_p99_ms"] = online_latency(s_bulk, firms, args.calls, "recommender")
 
         prod = load_profile("production")
-        profile = Profile(name="production", feast=FeastProfile(
-            **(prod.feast.model_dump() | {"project": f"zhouxin_bench_{os.getpid()}"})))
+        profile = prod.model_copy(update={"feast": FeastProfile(
+            **(prod.feast.model_dump() | {"project": f"zhouxin_bench_{os.getpid()}"}))})
         s_redis = copy_store(ws, Path(tmp) / "redis", profile)
         try:
             t = time.perf_counter()
@@ -145,8 +145,8 @@ def main() -> None:
         finally:
             s_redis.teardown()
         if not args.skip_feast_materialize:
-            profile2 = Profile(name="production", feast=FeastProfile(
-                **(prod.feast.model_dump() | {"project": f"zhouxin_bench_feast_{os.getpid()}"})))
+            profile2 = prod.model_copy(update={"feast": FeastProfile(
+                **(prod.feast.model_dump() | {"project": f"zhouxin_bench_feast_{os.getpid()}"}))})
             s_redis2 = copy_store(ws, Path(tmp) / "redis-feast", profile2)
             try:
                 t = time.perf_counter()

@@ -115,9 +115,7 @@ def train_credit_rating(ws: Path, cfg: CreditRatingConfig | None = None, profile
     metrics["test_share_aaa_bb"] = float(grades.loc[grades["grade"].isin(["AAA", "AA", "A", "BBB", "BB"]), "share"].sum())
     metrics["psi_score_validation_to_test"] = psi(p_val, p_test)
     metrics["trees"] = float(booster.best_iteration)
-    if (ws / "truth").is_dir():
-        metrics.update({f"test_{k}": v for k, v in
-                        oracle_comparison(rows.loc[masks["test"]], p_test, ws / "truth").items()})
+    metrics.update({f"test_{k}": v for k, v in oracle_comparison(rows.loc[masks["test"]], p_test, ws).items()})
     imp = pd.DataFrame({"feature": columns, "gain": booster.feature_importance("gain")}).sort_values(
         "gain", ascending=False, ignore_index=True)
     return TrainedRating(model=model, params=params | {"num_boost_round": rounds, "early_stopping_rounds": stop},

@@ -59,14 +59,19 @@ def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def oracle_comparison(rows: pd.DataFrame, p: np.ndarray, truth_root: Path) -> dict[str, float]:
-    """AUC of the oracle PD on the same rows and labels, and the model/oracle AUC ratio.
+def oracle_comparison(rows: pd.DataFrame, p: np.ndarray, ws: Path) -> dict[str, float]:
+    """AUC of the oracle PD on the same rows and labels, and the model/oracle AUC ratio (empty when the
+    workspace holds no simulated truth, e.g. real data).
 
     Uses the Monte-Carlo oracle where the simulator computed it, else its analytic approximation.
     """
     from data.simulate.truth import read_truth
+    from kernel.workspace import truth_dir
 
-    oracle = read_truth("truth_oracle_pd", truth_root)
+    root = truth_dir(ws)
+    if not (root / "truth_oracle_pd.parquet").exists():
+        return {}
+    oracle = read_truth("truth_oracle_pd", root)
     oracle["as_of"] = pd.PeriodIndex(oracle["as_of"].astype(str), freq="M")
     oracle["pd"] = oracle["oracle_pd12"].fillna(oracle["oracle_pd12_approx"])
     key = rows[["uscc"]].assign(as_of=pd.PeriodIndex(pd.to_datetime(rows["as_of"]), freq="M"), y=rows["y"].to_numpy(),

@@ -14,7 +14,7 @@ import pytest
 from data.feature_store.bulk import bulk_materialize
 from data.feature_store.store import apply_definitions, online_features, open_store
 from data.feature_store.training_set import point_in_time_join, view_sources
-from kernel.profile import FeastProfile, Profile, load_profile
+from kernel.profile import FeastProfile, load_profile
 
 pytestmark = [pytest.mark.integration, pytest.mark.services]
 
@@ -25,7 +25,7 @@ def production_store(small_feature_store, tmp_path):
     ws, _, defs = small_feature_store
     prod = load_profile("production")
     project = f"zhouxin_test_{os.getpid()}"
-    profile = Profile(name="production", feast=FeastProfile(**(prod.feast.model_dump() | {"project": project})))
+    profile = prod.model_copy(update={"feast": FeastProfile(**(prod.feast.model_dump() | {"project": project}))})
     shutil.copytree(ws / "features" / "sources", tmp_path / "features" / "sources")
     store = open_store(tmp_path, profile)
     assert store.config.registry.registry_type == "sql"
@@ -38,7 +38,7 @@ def production_store(small_feature_store, tmp_path):
 def test_registry_on_postgres_and_online_on_redis_equal_offline(production_store):
     ws, store, defs = production_store
     # the registry really lives in PostgreSQL: a fresh store object reads it back from the server
-    again = open_store(ws, Profile(name="production", feast=store_profile(store)))
+    again = open_store(ws, load_profile("production").model_copy(update={"feast": store_profile(store)}))
     assert {v.name for v in again.list_feature_views()} == set(defs.views)
     reg = pd.read_parquet(ws / "features" / "sources" / "ent_registration.parquet", columns=["uscc"])
     firms = [*np.random.default_rng(5).choice(sorted(reg["uscc"].unique()), 40, replace=False), "91330900MA2A00009X"]
