@@ -47,9 +47,12 @@ def _window(rows: pd.DataFrame, split: str) -> str:
 
 
 def train_credit_rating(ws: Path, cfg: CreditRatingConfig | None = None, profile: Profile | None = None,
-                        lgb_overrides: dict | None = None, progress: Callable[[str], None] | None = None
-                        ) -> TrainedRating:
-    """Fit and evaluate one credit-rating model on the workspace's feature store."""
+                        lgb_overrides: dict | None = None, progress: Callable[[str], None] | None = None,
+                        trials: int = 0, study_storage: str | None = None) -> TrainedRating:
+    """Fit and evaluate one credit-rating model on the workspace's feature store.
+
+    trials > 0 tunes LightGBM with Optuna on the validation months (never the test months) first.
+    """
     cfg = cfg or load_credit_rating_config()
     say = progress or (lambda _m: None)
     seconds: dict[str, float] = {}
@@ -87,11 +90,19 @@ def train_credit_rating(ws: Path, cfg: CreditRatingConfig | None = None, profile
     if cfg.monotone:
         params["monotone_constraints"] = monotone_constraints(columns, set(cats))
         params["monotone_constraints_method"] = "advanced"
-    dtrain = lgb.Dataset(x_train, y["train"], categorical_feature=list(cats) or "auto", free_raw_data=True)
+    if trials > 0:      # one Dataset serves every trial: min_data_in_leaf must not pre-filter features
+        params["feature_pre_filter"] = False
+    dtrain = lgb.Dataset(x_train, y["train"], categorical_feature=list(cats) or "auto", free_raw_data=False,
+                         params={"feature_pre_filter": False} if trials > 0 else None)
     dval = lgb.Dataset(x_val, y["validation"], reference=dtrain)
+    if trials > 0:
+        say(f"tuning: {trials} Optuna trials on the validation months")
+        best = tune_lightgbm(params, dtrain, dval, rounds, stop, trials, study_storage, cfg.lightgbm.get("seed", 0))
+        params |= best
+        seconds["tune"] = time.perf_counter() - t
     booster = lgb.train(params, dtrain, num_boost_round=rounds, valid_sets=[dval],
                         callbacks=[lgb.early_stopping(stop, verbose=False)])
-    seconds["fit"] = time.perf_counter() - t
+    seconds["fit"] = time.perf_counter() - t - seconds.get("tune", 0.0)
     say(f"fit: {booster.best_iteration} trees")
 
     raw_val = booster.predict(x_val, num_iteration=booster.best_iteration)
@@ -121,6 +132,48 @@ def train_credit_rating(ws: Path, cfg: CreditRatingConfig | None = None, profile
     return TrainedRating(model=model, params=params | {"num_boost_round": rounds, "early_stopping_rounds": stop},
                          metrics=metrics, grade_table=grades, importance=imp, rows=rows, test_pd=p_test,
                          windows={s: _window(rows, s) for s in ("train", "validation", "test")}, seconds=seconds)
+
+
+SEARCH_SPACE = {
+    "num_leaves": (7, 63), "min_data_in_leaf": (50, 1000), "learning_rate": (0.01, 0.2),
+    "feature_fraction": (0.1, 0.8), "lambda_l2": (0.1, 50.0),
+}
+
+
+def tune_lightgbm(params: dict, dtrain: lgb.Dataset, dval: lgb.Dataset, rounds: int, stop: int, trials: int,
+                  storage: str | None, seed: int) -> dict:
+    """Optuna TPE search maximising validation AUC, pruning trials whose AUC lags (median pruner).
+
+    The study is kept in `storage` (an Optuna RDB URL) under the name `credit-rating`, so a later run
+    continues it and `optuna-dashboard` can show it.
+    """
+    import optuna
+
+    def objective(trial: optuna.Trial) -> float:
+        p = dict(params)
+        p["num_leaves"] = trial.suggest_int("num_leaves", *SEARCH_SPACE["num_leaves"], log=True)
+        p["min_data_in_leaf"] = trial.suggest_int("min_data_in_leaf", *SEARCH_SPACE["min_data_in_leaf"], log=True)
+        p["learning_rate"] = trial.suggest_float("learning_rate", *SEARCH_SPACE["learning_rate"], log=True)
+        p["feature_fraction"] = trial.suggest_float("feature_fraction", *SEARCH_SPACE["feature_fraction"])
+        p["lambda_l2"] = trial.suggest_float("lambda_l2", *SEARCH_SPACE["lambda_l2"], log=True)
+
+        def report(env: lgb.callback.CallbackEnv) -> None:
+            auc = env.evaluation_result_list[0][2]
+            trial.report(auc, env.iteration)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        booster = lgb.train(p, dtrain, num_boost_round=rounds, valid_sets=[dval],
+                            callbacks=[lgb.early_stopping(stop, verbose=False), report])
+        trial.set_user_attr("trees", booster.best_iteration)
+        return float(booster.best_score["valid_0"]["auc"])
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="credit-rating", storage=storage, load_if_exists=True,
+                                direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=10))
+    study.optimize(objective, n_trials=trials)
+    return dict(study.best_params)
 
 
 def grade_distribution(p: np.ndarray) -> pd.Series:
