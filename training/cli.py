@@ -55,9 +55,70 @@ def run_train_credit_rating(ws: Path, profile: str | None = None) -> None:
                   + gate.reason)
 
 
+def run_train_external(dataset: Path, target: str, time_col: str | None, folds: int,
+                       exclude: list[str] | None = None) -> None:
+    """Evaluate the credit-rating pipeline on an external table; print per-fold metrics (nothing is logged)."""
+    from training.external import train_external
+
+    with console.status(f"credit-rating on {dataset.name}…"):
+        r = train_external(dataset, target, time_col=time_col, folds=folds, exclude=exclude or ())
+    s = r.summary
+    how = f"{len(r.folds)}-fold stratified CV" if r.mode == "stratified-cv" else "out-of-time split"
+    t = Table(title=f"credit-rating on {dataset.name} (target {target!r}, {how}): {r.n_rows:,} rows, "
+                    f"{r.n_events:,} events")
+    for c in ("fold", "rows", "events", "AUC", "AUC raw", "KS", "Brier", "trees"):
+        t.add_column(c, justify="right")
+    for _, f in r.folds.iterrows():
+        t.add_row(str(f["fold"]), f"{f['n']:,}", f"{f['events']:,}", f"{f['auc']:.3f}", f"{f['auc_raw']:.3f}",
+                  f"{f['ks']:.3f}", f"{f['brier']:.5f}", f"{f['trees']}")
+    if len(r.folds) > 1:
+        t.add_row("mean ± sd", "", "", f"{s['auc_mean']:.3f} ± {s['auc_sd']:.3f}",
+                  f"{s['auc_raw_mean']:.3f} ± {s['auc_raw_sd']:.3f}", f"{s['ks_mean']:.3f} ± {s['ks_sd']:.3f}",
+                  f"{s['brier_mean']:.5f}", f"{s['trees_mean']:.0f}")
+    console.print(t)
+    if r.windows:
+        console.print("windows: " + "; ".join(f"{k} {v}" for k, v in r.windows.items()))
+    g = r.grades[r.grades["n"] > 0]
+    console.print("out-of-fold grades: " + ", ".join(f"{row.grade} {row.share:.1%} (obs {row.observed:.2%})"
+                                                     for row in g.itertuples()))
+    console.print(f"pooled out-of-fold AUC {s['oof_auc']:.3f}, KS {s['oof_ks']:.3f}, Brier {s['oof_brier']:.5f}; "
+                  f"{len(r.features)} candidate features; {r.seconds:.1f} s "
+                  "(AUC = calibrated PD; AUC raw = LightGBM score before isotonic calibration)")
+    dropped = {k: v for k, v in r.dropped.items() if v != "target"}
+    if dropped:
+        console.print("not used as features: " + "; ".join(f"{k} ({v})" for k, v in dropped.items()))
+    for w in r.warnings:
+        console.print(f"[yellow]warning: {w}")
+
+
 @train_app.command("credit-rating")
-def credit_rating(workspace: WorkspaceOpt = None, profile: ProfileOpt = None) -> None:
-    """Point-in-time panel → monotone LightGBM → calibrated PD, score, grade → MLflow (gate → champion)."""
+def credit_rating(
+    workspace: WorkspaceOpt = None, profile: ProfileOpt = None,
+    dataset: Annotated[Path | None, typer.Option(help="external Parquet/CSV table: evaluate the pipeline on it "
+                                                      "(cross-validated, nothing registered)")] = None,
+    target: Annotated[str | None, typer.Option(help="binary 0/1 target column of --dataset")] = None,
+    time_col: Annotated[str | None, typer.Option(help="time column of --dataset: out-of-time split "
+                                                      "instead of stratified CV")] = None,
+    folds: Annotated[int, typer.Option(min=2, help="stratified CV folds (no --time-col)")] = 5,
+    exclude: Annotated[list[str] | None, typer.Option(help="column of --dataset not to use as a feature "
+                                                          "(repeatable)")] = None,
+) -> None:
+    """Point-in-time panel → monotone LightGBM → calibrated PD, score, grade → MLflow (gate → champion).
+
+    With --dataset FILE --target COL: the same model evaluated on an external table instead."""
+    if dataset is not None:
+        if not target:
+            raise typer.BadParameter("--target is required with --dataset", param_hint="--target")
+        from kernel.errors import ZhouxinError
+
+        try:
+            run_train_external(dataset, target, time_col, folds, exclude)
+        except ZhouxinError as e:
+            console.print(f"[red]error: {e}")
+            raise typer.Exit(1) from e
+        return
+    if target or time_col or exclude:
+        raise typer.BadParameter("--target / --time-col / --exclude need --dataset", param_hint="--dataset")
     run_train_credit_rating(workspace or workspace_dir(), profile)
 
 
