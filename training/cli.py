@@ -21,7 +21,7 @@ WorkspaceOpt = Annotated[Path | None, typer.Option(help="workspace folder (defau
 ProfileOpt = Annotated[str | None, typer.Option(help="profile: local | production (default ZHOUXIN_PROFILE or local)")]
 
 
-def run_train_credit_rating(ws: Path, profile: str | None = None) -> None:
+def run_train_credit_rating(ws: Path, profile: str | None = None, trials: int = 0) -> None:
     """Train, evaluate and register the credit-rating model; print a readable summary."""
     from data.feature_store.store import open_store
     from kernel.profile import load_profile
@@ -32,7 +32,8 @@ def run_train_credit_rating(ws: Path, profile: str | None = None) -> None:
     prof = load_profile(profile)
     cfg = load_credit_rating_config()
     with console.status("training credit-rating…") as status:
-        trained = train_credit_rating(ws, cfg, prof, progress=lambda m: status.update(f"credit-rating: {m}"))
+        trained = train_credit_rating(ws, cfg, prof, progress=lambda m: status.update(f"credit-rating: {m}"),
+                                      trials=trials, study_storage=optuna_storage(ws, prof))
         status.update("registering in MLflow…")
         run_id, version, gate = log_rating_model(ws, trained, cfg, credit_rating_config_path(),
                                                  open_store(ws, prof), prof)
@@ -91,6 +92,15 @@ def run_train_external(dataset: Path, target: str, time_col: str | None, folds: 
         console.print(f"[yellow]warning: {w}")
 
 
+def optuna_storage(ws: Path, prof) -> str:
+    """Where Optuna studies live: beside MLflow's store (SQLite file locally, the same database otherwise)."""
+    uri, _ = prof.mlflow.resolved(ws)
+    if uri.startswith("sqlite:///"):
+        (ws / "mlflow").mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{ws / 'mlflow' / 'optuna.db'}"
+    return uri
+
+
 @train_app.command("credit-rating")
 def credit_rating(
     workspace: WorkspaceOpt = None, profile: ProfileOpt = None,
@@ -102,6 +112,8 @@ def credit_rating(
     folds: Annotated[int, typer.Option(min=2, help="stratified CV folds (no --time-col)")] = 5,
     exclude: Annotated[list[str] | None, typer.Option(help="column of --dataset not to use as a feature "
                                                           "(repeatable)")] = None,
+    trials: Annotated[int, typer.Option(min=0, help="Optuna trials on the validation months before the final "
+                                                    "fit (0 = the configured parameters)")] = 0,
 ) -> None:
     """Point-in-time panel → monotone LightGBM → calibrated PD, score, grade → MLflow (gate → champion).
 
@@ -119,7 +131,7 @@ def credit_rating(
         return
     if target or time_col or exclude:
         raise typer.BadParameter("--target / --time-col / --exclude need --dataset", param_hint="--dataset")
-    run_train_credit_rating(workspace or workspace_dir(), profile)
+    run_train_credit_rating(workspace or workspace_dir(), profile, trials)
 
 
 @models_app.command()

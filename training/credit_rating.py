@@ -129,7 +129,8 @@ def train_credit_rating(ws: Path, cfg: CreditRatingConfig | None = None, profile
     metrics.update({f"test_{k}": v for k, v in oracle_comparison(rows.loc[masks["test"]], p_test, ws).items()})
     imp = pd.DataFrame({"feature": columns, "gain": booster.feature_importance("gain")}).sort_values(
         "gain", ascending=False, ignore_index=True)
-    return TrainedRating(model=model, params=params | {"num_boost_round": rounds, "early_stopping_rounds": stop},
+    return TrainedRating(model=model, params=params | {"num_boost_round": rounds, "early_stopping_rounds": stop,
+                                                       "optuna_trials": trials},
                          metrics=metrics, grade_table=grades, importance=imp, rows=rows, test_pd=p_test,
                          windows={s: _window(rows, s) for s in ("train", "validation", "test")}, seconds=seconds)
 
