@@ -23,6 +23,7 @@ from training.evaluation import calibration_by_grade, discrimination, oracle_com
 from training.monotone import monotone_constraints
 from training.panel import build_panel, to_matrix
 from training.rating_model import CreditRatingModel
+from training.reasons import column_reasons, load_reason_codes
 from training.scale import load_rating_scale, pd_to_grade
 
 
@@ -108,10 +109,13 @@ def train_credit_rating(ws: Path, cfg: CreditRatingConfig | None = None, profile
     raw_val = booster.predict(x_val, num_iteration=booster.best_iteration)
     calibrator = IsotonicRegression(out_of_bounds="clip", y_min=1e-5, y_max=1 - 1e-5).fit(raw_val, y["validation"])
     scale = load_rating_scale()
+    codes = load_reason_codes()
     model = CreditRatingModel(
         booster=booster, calibrator=calibrator, columns=columns, categories=cats,
         score_spec=scale.score.model_dump(), grade_uppers=[g.pd_upper for g in scale.grades],
-        grade_names=list(scale.grade_names), feature_service=cfg.feature_service)
+        grade_names=list(scale.grade_names), feature_service=cfg.feature_service,
+        column_reason=column_reasons(columns, codes),
+        reason_text={r: (t.zh, t.en) for r, t in codes.reasons.items()})
     booster.best_iteration = booster.best_iteration or booster.current_iteration()
     p_val = np.clip(calibrator.predict(raw_val), 1e-5, 1 - 1e-5)
     p_test = model.pd12(x_test)

@@ -14,11 +14,12 @@ import pandas as pd
 
 
 class CreditRatingModel(mlflow.pyfunc.PythonModel):
-    """predict(frame of model-matrix columns) -> pd12, score, grade."""
+    """predict(frame of model-matrix columns) -> pd12, score, grade, reason_1..k (business reason codes)."""
 
     def __init__(self, booster: Any, calibrator: Any, columns: list[str], categories: dict[str, list[str]],
                  score_spec: dict[str, float], grade_uppers: list[float], grade_names: list[str],
-                 feature_service: str) -> None:
+                 feature_service: str, column_reason: dict[str, str] | None = None,
+                 reason_text: dict[str, tuple[str, str]] | None = None, top_reasons: int = 3) -> None:
         self.booster = booster
         self.calibrator = calibrator
         self.columns = columns
@@ -27,6 +28,10 @@ class CreditRatingModel(mlflow.pyfunc.PythonModel):
         self.grade_uppers = grade_uppers
         self.grade_names = grade_names
         self.feature_service = feature_service
+        self.column_reason = column_reason or {}
+        self.reason_text = reason_text or {}
+        self.top_reasons = top_reasons
+        self.reason_names = sorted(set(self.column_reason.values()))
 
     def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Align an input frame with the training columns (missing -> NaN, categories fixed)."""
@@ -50,6 +55,33 @@ class CreditRatingModel(mlflow.pyfunc.PythonModel):
         idx = np.searchsorted(np.asarray(self.grade_uppers), p, side="right")
         return np.asarray(self.grade_names, dtype=object)[np.minimum(idx, len(self.grade_names) - 1)]
 
+    def reasons(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Top business reasons raising each firm's PD: the model's per-column contributions (TreeSHAP on
+        the log-odds) summed within each reason; only reasons that push the PD up are listed."""
+        k = self.top_reasons
+        cols = [f"reason_{i + 1}" for i in range(k)]
+        if not self.reason_names:
+            return pd.DataFrame({c: [None] * len(frame) for c in cols}, index=frame.index)
+        contrib = np.asarray(self.booster.predict(self.matrix(frame), pred_contrib=True))[:, :-1]
+        index = {r: i for i, r in enumerate(self.reason_names)}
+        member = np.zeros((len(self.columns), len(self.reason_names)))
+        for j, c in enumerate(self.columns):
+            if c in self.column_reason:
+                member[j, index[self.column_reason[c]]] = 1.0
+        by_reason = contrib @ member
+        order = np.argsort(-by_reason, axis=1)[:, :k]
+        out = {}
+        for i, c in enumerate(cols):
+            pick = order[:, i]
+            up = by_reason[np.arange(len(frame)), pick] > 1e-9
+            out[c] = np.where(up, np.asarray(self.reason_names, dtype=object)[pick], None)
+        return pd.DataFrame(out, index=frame.index)
+
+    def reason_texts(self, code: str | None) -> tuple[str, str] | None:
+        """(zh, en) text of a reason code."""
+        return None if code is None else tuple(self.reason_text.get(code, (code, code)))
+
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         p = self.pd12(model_input)
-        return pd.DataFrame({"pd12": p, "score": self.score(p), "grade": self.grade(p)}, index=model_input.index)
+        out = pd.DataFrame({"pd12": p, "score": self.score(p), "grade": self.grade(p)}, index=model_input.index)
+        return out.join(self.reasons(model_input))

@@ -163,7 +163,9 @@ def log_rating_model(ws: Path, trained, cfg, config_path: Path, store, profile: 
             # every input optional: a firm's online vector may lack a view; the model fills NaN itself
             inputs = Schema([ColSpec("string" if c in trained.model.categories else "double", c, required=False)
                              for c in trained.model.columns])
-            outputs = Schema([ColSpec("double", "pd12"), ColSpec("double", "score"), ColSpec("string", "grade")])
+            outputs = Schema([ColSpec("double", "pd12"), ColSpec("double", "score"), ColSpec("string", "grade")]
+                             + [ColSpec("string", f"reason_{i + 1}", required=False)
+                                for i in range(trained.model.top_reasons)])
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=trained.model,
                 code_paths=[str(Path(__file__).with_name("rating_model.py"))],

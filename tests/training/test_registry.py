@@ -41,7 +41,10 @@ def _trained(seed: int, noise: float, auc: float, brier: float) -> TrainedRating
     cal = IsotonicRegression(out_of_bounds="clip", y_min=1e-5, y_max=1 - 1e-5).fit(booster.predict(x), y)
     scale = load_rating_scale()
     model = CreditRatingModel(booster, cal, list(x.columns), {}, scale.score.model_dump(),
-                              [g.pd_upper for g in scale.grades], list(scale.grade_names), "credit_rating")
+                              [g.pd_upper for g in scale.grades], list(scale.grade_names), "credit_rating",
+                              column_reason={"mart_indicators__cci": "overall", "tax_monthly__vat_paid": "tax",
+                                             "a__b": "litigation", "c__d": "litigation"},
+                              reason_text={"overall": ("综合信用指数偏低", "Low composite credit index")})
     rows = pd.DataFrame({"uscc": ["91330900MA2A00000A"] * 3000, "as_of": pd.Timestamp("2018-06-30"), "y": y,
                          "split": "train"})
     return TrainedRating(model=model, params={"seed": seed}, metrics={"test_auc": auc, "test_brier": brier},
@@ -75,5 +78,7 @@ def test_versions_carry_lineage_and_the_gate_guards_champion(small_feature_store
     assert compare_versions(cfg.model_name)["version"].tolist() == [int(v1), int(v2)]
     champion = mlflow.pyfunc.load_model(f"models:/{cfg.model_name}@{CHAMPION}")
     out = champion.predict(pd.DataFrame({"mart_indicators__cci": [-3.0, 3.0], "tax_monthly__vat_paid": [0.0, 0.0]}))
-    assert list(out.columns) == ["pd12", "score", "grade"]
+    assert list(out.columns) == ["pd12", "score", "grade", "reason_1", "reason_2", "reason_3"]
     assert out["pd12"].iloc[0] > out["pd12"].iloc[1]          # lower CCI draw -> higher PD in this synthetic model
+    assert out["reason_1"].iloc[0] == "overall"               # ... and the CCI is the first reason for it
+    assert out["reason_1"].iloc[1] != "overall"
