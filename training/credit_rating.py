@@ -40,6 +40,7 @@ class TrainedRating:
     test_pd: np.ndarray
     windows: dict[str, str]
     seconds: dict[str, float] = field(default_factory=dict)
+    test_y: np.ndarray | None = None
 
 
 def _window(rows: pd.DataFrame, split: str) -> str:
@@ -136,7 +137,8 @@ def train_credit_rating(ws: Path, cfg: CreditRatingConfig | None = None, profile
     return TrainedRating(model=model, params=params | {"num_boost_round": rounds, "early_stopping_rounds": stop,
                                                        "optuna_trials": trials},
                          metrics=metrics, grade_table=grades, importance=imp, rows=rows, test_pd=p_test,
-                         windows={s: _window(rows, s) for s in ("train", "validation", "test")}, seconds=seconds)
+                         windows={s: _window(rows, s) for s in ("train", "validation", "test")}, seconds=seconds,
+                         test_y=y["test"])
 
 
 SEARCH_SPACE = {

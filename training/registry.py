@@ -157,6 +157,15 @@ def log_rating_model(ws: Path, trained, cfg, config_path: Path, store, profile: 
                 trained.grade_table.to_csv(t / "calibration_by_grade.csv", index=False)
                 trained.importance.to_csv(t / "feature_importance.csv", index=False)
                 mlflow.log_artifacts(tmp, artifact_path="evaluation")
+            if trained.test_y is not None:
+                from training.plots import write_plots
+                from training.scale import load_rating_scale
+
+                with tempfile.TemporaryDirectory() as tmp:
+                    expected = {g.grade: g.expected_share for g in load_rating_scale().grades}
+                    write_plots(Path(tmp), trained.test_y, trained.test_pd, trained.grade_table,
+                                trained.importance, expected)
+                    mlflow.log_artifacts(tmp, artifact_path="plots")
                 ds = mlflow.data.from_pandas(rows, source=str(ws / "features" / "sources"), name="credit-rating-panel",
                                              targets="y")
                 mlflow.log_input(ds, context="training")

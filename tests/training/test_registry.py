@@ -14,6 +14,7 @@ from sklearn.isotonic import IsotonicRegression
 from kernel.profile import load_profile
 from training.config import credit_rating_config_path, load_credit_rating_config
 from training.credit_rating import TrainedRating
+from training.evaluation import calibration_by_grade
 from training.rating_model import CreditRatingModel
 from training.registry import CHALLENGER, CHAMPION, compare_versions, log_rating_model, promotion_gate
 from training.scale import load_rating_scale
@@ -48,9 +49,10 @@ def _trained(seed: int, noise: float, auc: float, brier: float) -> TrainedRating
     rows = pd.DataFrame({"uscc": ["91330900MA2A00000A"] * 3000, "as_of": pd.Timestamp("2018-06-30"), "y": y,
                          "split": "train"})
     return TrainedRating(model=model, params={"seed": seed}, metrics={"test_auc": auc, "test_brier": brier},
-                         grade_table=pd.DataFrame({"grade": ["A"]}), importance=pd.DataFrame({"feature": ["x"]}),
-                         rows=rows, test_pd=np.zeros(1), windows={"train": "2018-01..2018-06",
-                                                                  "validation": "x", "test": "y"})
+                         grade_table=calibration_by_grade(y, model.pd12(x)),
+                         importance=pd.DataFrame({"feature": list(x.columns), "gain": [4.0, 3.0, 2.0, 1.0]}),
+                         rows=rows, test_pd=model.pd12(x), test_y=y,
+                         windows={"train": "2018-01..2018-06", "validation": "x", "test": "y"})
 
 
 @pytest.mark.integration
@@ -76,6 +78,9 @@ def test_versions_carry_lineage_and_the_gate_guards_champion(small_feature_store
     history = [json.loads(line) for line in (tmp_path / "mlflow" / "alias_history.jsonl").read_text().splitlines()]
     assert [(h["alias"], h["version"]) for h in history] == [(CHAMPION, v1), (CHALLENGER, v2)]
     assert compare_versions(cfg.model_name)["version"].tolist() == [int(v1), int(v2)]
+    run_id = client.get_model_version(cfg.model_name, v1).tags["run_id"]
+    plots = {a.path for a in client.list_artifacts(run_id, "plots")}
+    assert plots == {f"plots/{n}.html" for n in ("roc", "calibration", "grades", "importance")}
     champion = mlflow.pyfunc.load_model(f"models:/{cfg.model_name}@{CHAMPION}")
     out = champion.predict(pd.DataFrame({"mart_indicators__cci": [-3.0, 3.0], "tax_monthly__vat_paid": [0.0, 0.0]}))
     assert list(out.columns) == ["pd12", "score", "grade", "reason_1", "reason_2", "reason_3"]
