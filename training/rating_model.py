@@ -58,9 +58,9 @@ class CreditRatingModel(mlflow.pyfunc.PythonModel):
     def reasons(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Top business reasons raising each firm's PD: the model's per-column contributions (TreeSHAP on
         the log-odds) summed within each reason; only reasons that push the PD up are listed."""
-        k = self.top_reasons
+        k = getattr(self, "top_reasons", 3)            # artefacts logged before reason codes have none
         cols = [f"reason_{i + 1}" for i in range(k)]
-        if not self.reason_names:
+        if not getattr(self, "reason_names", None):
             return pd.DataFrame({c: [None] * len(frame) for c in cols}, index=frame.index)
         contrib = np.asarray(self.booster.predict(self.matrix(frame), pred_contrib=True))[:, :-1]
         index = {r: i for i, r in enumerate(self.reason_names)}
@@ -79,7 +79,7 @@ class CreditRatingModel(mlflow.pyfunc.PythonModel):
 
     def reason_texts(self, code: str | None) -> tuple[str, str] | None:
         """(zh, en) text of a reason code."""
-        return None if code is None else tuple(self.reason_text.get(code, (code, code)))
+        return None if code is None else tuple(getattr(self, "reason_text", {}).get(code, (code, code)))
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         p = self.pd12(model_input)

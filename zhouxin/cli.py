@@ -96,6 +96,46 @@ def run(
         console.print("[yellow]Some calibration targets missed: see the report above.")
 
 
+@app.command("profile")
+def profile_cmd(uscc: Annotated[str, typer.Option(help="the enterprise's 18-character USCC")],
+                as_of: Annotated[str, typer.Option(help="as-of date YYYY-MM-DD")],
+                as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+                workspace: Annotated[Path | None, typer.Option(help="workspace folder")] = None) -> None:
+    """"One enterprise, one file" (一企一档): registration, ownership, indices, rating and reasons, events."""
+    import json
+    from datetime import date
+
+    from kernel.errors import ZhouxinError
+    from training.profile import enterprise_profile
+
+    try:
+        prof = enterprise_profile(workspace or workspace_dir(), uscc, date.fromisoformat(as_of))
+    except (ZhouxinError, ValueError) as e:
+        console.print(f"[red]error: {e}")
+        raise typer.Exit(2) from e
+    if as_json:
+        console.print_json(json.dumps(prof, ensure_ascii=False, default=str))
+        return
+    reg, own, ci, rating = prof["registration"], prof["ownership"], prof["credit_index"], prof["rating"]
+    console.rule(f"[bold]{reg['ent_name']}[/]  {prof['uscc']}  as of {prof['as_of']}")
+    console.print(f"{reg['ent_type']}, {reg['ent_status']}, est. {reg['establish_date']}, capital "
+                  f"{reg['registered_capital']} 万元, industry {reg['industry_code']}, district {reg['district_code']}, "
+                  f"FTZ {reg['ftz_area']}, {reg['enterprise_scale']}")
+    console.print(f"controller {own['actual_controller_id']} ({own['controller_type']}, ultimate share "
+                  f"{own['controller_ultimate_share']}), group size {own['group_size']}, related-party score "
+                  f"{own['related_party_risk_score']}")
+    subs = ", ".join(f"{k} {v:.1f}" for k, v in ci["sub_indices"].items() if v is not None)
+    console.print(f"CCI {ci['cci']} ({ci['cci_tier']}, cap {ci['cci_cap']}); sub-indices {subs}")
+    if rating:
+        reasons = "; ".join(f"{r['zh']} / {r['en']}" for r in rating["reasons"]) or "none raising the PD"
+        console.print(f"[bold]PD {rating['pd12']:.2%}, score {rating['score']}, grade {rating['grade']}[/] "
+                      f"({rating['model']} v{rating['version']}); reasons: {reasons}")
+    else:
+        console.print("no champion credit-rating model registered yet")
+    events = ", ".join(f"{e['date']} {e['trigger']}" for e in prof["recent_events"]) or "none"
+    console.print(f"serious credit events in the last 24 months: {events}")
+
+
 def main() -> None:
     app()
 

@@ -62,3 +62,24 @@ def test_marts_have_a_row_per_registered_firm_month_and_online_equals_last_month
         a, b = online[f"mart_indicators__{col}"], last.loc[firms, col].astype("float32")
         assert ((a.isna() & b.isna()) | (a.astype("float32") == b)).all(), col
     assert summary.online_values > 1000 * len(firms)
+
+
+def test_enterprise_profile_is_point_in_time_and_refuses_unknown_firms(built):
+    from datetime import date
+
+    from kernel.errors import ZhouxinError
+    from training.profile import enterprise_profile
+
+    ws, _ = built
+    mart = pd.read_parquet(sources_dir(ws) / "mart_indicators.parquet", columns=["uscc", "event_timestamp", "cci"])
+    row = mart[mart["event_timestamp"] == pd.Timestamp("2018-09-30")].dropna().iloc[0]
+    prof = enterprise_profile(ws, row["uscc"], date(2018, 9, 30), load_profile("local"))
+    assert prof["registration"]["ent_name"]
+    assert prof["credit_index"]["cci"] == pytest.approx(float(row["cci"]), rel=1e-6)   # the September mart row
+    assert set(prof["credit_index"]["sub_indices"]) == {"A", "B", "C", "D", "E"}
+    assert len(prof["credit_index"]["indicators"]) == 49
+    assert prof["rating"] is None                                # no champion in this workspace
+    with pytest.raises(ZhouxinError, match="no registration"):
+        enterprise_profile(ws, "91330900MA2A00009P", date(2018, 9, 30), load_profile("local"))   # valid, unknown
+    with pytest.raises(ZhouxinError, match="check character"):
+        enterprise_profile(ws, row["uscc"][:-1] + ("0" if row["uscc"][-1] != "0" else "1"), date(2018, 9, 30))
