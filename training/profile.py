@@ -71,7 +71,14 @@ def enterprise_profile(ws: Path, uscc: str, as_of: date, profile: Profile | None
     mine = ev[(ev["uscc"] == uscc) & (ev["event_date"] <= ts) & (ev["event_date"] > ts - pd.DateOffset(months=24))]
     out["recent_events"] = [{"date": d.date().isoformat(), "trigger": t} for d, t in
                             zip(mine["event_date"], mine["trigger"], strict=True)]
-    out["rating"] = _rating(ws, prof, row) if with_rating else None
+    in_default = bool(((ev["uscc"] == uscc) & (ev["event_date"] <= ts)
+                       & (ev["event_date"] > ts - pd.Timedelta(days=365))).any())
+    out["in_default"] = in_default
+    if in_default:        # §0: a firm with a serious credit event in the last 12 months is D, not scored
+        out["rating"] = {"grade": "D", "pd12": 1.0, "score": None, "reasons": [],
+                         "note": "serious credit event within 12 months: in default, not scored"}
+    else:
+        out["rating"] = _rating(ws, prof, row) if with_rating else None
     return out
 
 

@@ -126,7 +126,9 @@ def profile_cmd(uscc: Annotated[str, typer.Option(help="the enterprise's 18-char
                   f"{own['related_party_risk_score']}")
     subs = ", ".join(f"{k} {v:.1f}" for k, v in ci["sub_indices"].items() if v is not None)
     console.print(f"CCI {ci['cci']} ({ci['cci_tier']}, cap {ci['cci_cap']}); sub-indices {subs}")
-    if rating:
+    if rating and rating["grade"] == "D":
+        console.print(f"[bold red]grade D[/]: {rating['note']}")
+    elif rating:
         reasons = "; ".join(f"{r['zh']} / {r['en']}" for r in rating["reasons"]) or "none raising the PD"
         console.print(f"[bold]PD {rating['pd12']:.2%}, score {rating['score']}, grade {rating['grade']}[/] "
                       f"({rating['model']} v{rating['version']}); reasons: {reasons}")
