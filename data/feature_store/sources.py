@@ -100,14 +100,7 @@ def empty_source(spec: SubItem) -> pd.DataFrame:
 
 def export_mart(mart: pd.DataFrame, out: Path) -> int:
     """Write a mart (uscc, as_of, features...) as a Feast source: a mart row is known at its as_of."""
-    df = mart.rename(columns={"as_of": EVENT_TS})
-    df[EVENT_TS] = pd.to_datetime(df[EVENT_TS]).astype("datetime64[us]")
-    df.insert(2, CREATED_TS, df[EVENT_TS])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".parquet.tmp")
-    df.to_parquet(tmp, index=False)
-    tmp.replace(out)
-    return len(df)
+    return export_mart_batches([mart], list(mart.columns), out)
 
 
 def export_mart_batches(batches, columns: list[str], out: Path) -> int:
