@@ -8,6 +8,7 @@ does not state).
 from __future__ import annotations
 
 from data.marts.registry import MARTS
+from data.marts.spec import mart_view_name
 from kernel.catalog import load_catalog
 
 _SIGN = {"+": 1, "-": -1}
@@ -23,7 +24,7 @@ def declared_directions() -> dict[str, int]:
     for m in MARTS:
         for f in m.features():
             if f.dtype in ("int", "float", "bool") and f.risk_direction in _SIGN:
-                out[f"mart_{m.name}__{f.name}"] = _SIGN[f.risk_direction]
+                out[f"{mart_view_name(m.name)}__{f.name}"] = _SIGN[f.risk_direction]
     return out
 
 

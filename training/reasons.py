@@ -9,6 +9,7 @@ from __future__ import annotations
 from pydantic import model_validator
 
 from data.marts.registry import MARTS
+from data.marts.spec import mart_view_name
 from kernel.catalog import load_catalog
 from kernel.config import FrozenModel, configs_dir, load_yaml_model
 from kernel.errors import ConfigError
@@ -40,7 +41,7 @@ def column_reasons(columns: list[str], codes: ReasonCodes | None = None) -> dict
     """`view__feature` -> reason for every model column; a column no mapping covers is a config error."""
     codes = codes or load_reason_codes()
     sub_items = {s.code for s in load_catalog().sub_items}
-    mart_group = {f"mart_{m.name}__{f.name}": f.reason_group for m in MARTS for f in m.features()}
+    mart_group = {f"{mart_view_name(m.name)}__{f.name}": f.reason_group for m in MARTS for f in m.features()}
     out, missing = {}, []
     for c in columns:
         view = c.split("__", 1)[0]

@@ -19,7 +19,7 @@ from feast.types import Bool, Float32, Float64, Int64, String, UnixTimestamp
 from pydantic import Field as PydField
 
 from data.feature_store.sources import CREATED_TS, EVENT_TS, JOIN_KEY, feature_fields, source_path
-from data.marts.spec import MartFeature
+from data.marts.spec import MartFeature, mart_view_name
 from kernel.catalog import Catalog, load_catalog
 from kernel.config import FrozenModel, configs_dir, load_yaml_model
 from kernel.errors import ConfigError
@@ -51,10 +51,6 @@ class MartView:
 
     name: str
     features: tuple[MartFeature, ...]
-
-
-def mart_view_name(mart: str) -> str:
-    return f"mart_{mart}"
 
 
 @dataclass(frozen=True)

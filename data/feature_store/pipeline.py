@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from data.feature_store.definitions import Definitions, MartView, build_definitions, mart_view_name
+from data.feature_store.definitions import Definitions, MartView, build_definitions
 from data.feature_store.sources import export_mart, export_mart_batches, export_sources, source_path
 from data.marts.events import serious_credit_events
 from data.marts.grid import connect_warehouse, month_ends
 from data.marts.registry import MARTS, MartContext
+from data.marts.spec import mart_view_name
 from kernel.errors import ZhouxinError
 from kernel.profile import Profile, load_profile
 from kernel.workspace import features_dir, platform_dir, warehouse_db

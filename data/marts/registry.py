@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cache
 from pathlib import Path
 
 import duckdb
@@ -47,6 +48,7 @@ def _equity(ctx: MartContext) -> pd.DataFrame:
     return build_equity_mart(ctx.con, ctx.months, ctx.events, ctx.ws / "marts" / "equity_graph")
 
 
+@cache
 def _equity_features() -> tuple[MartFeature, ...]:
     from data.marts.equity import EQUITY_FEATURES
 
@@ -69,6 +71,7 @@ def _indicators(ctx: MartContext) -> pd.DataFrame:
     return build_indicator_mart(ctx.con, ctx.months, params, related_party=rp)
 
 
+@cache
 def _indicator_features() -> tuple[MartFeature, ...]:
     from data.marts.indicators import INDICATOR_FEATURES
 
@@ -87,6 +90,7 @@ def _risk_stream(ctx: MartContext) -> Iterator[pd.DataFrame]:
     return iter_risk_indicator_mart(ctx.con, ctx.months)
 
 
+@cache
 def _risk_features() -> tuple[MartFeature, ...]:
     from data.marts.risk_indicators import risk_indicator_features
 

@@ -33,3 +33,8 @@ class MartFeature:
 
 
 MART_KEYS = ("uscc", "as_of")
+
+
+def mart_view_name(mart: str) -> str:
+    """The feature view (and Feast source) name of a mart; model columns are `<view>__<column>`."""
+    return f"mart_{mart}"
