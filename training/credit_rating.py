@@ -11,7 +11,6 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from sklearn.isotonic import IsotonicRegression
 
 from data.feature_store.pipeline import world_months
 from data.feature_store.store import open_store
@@ -20,6 +19,7 @@ from data.marts.grid import month_ends
 from kernel.profile import Profile, load_profile
 from training.config import CreditRatingConfig, load_credit_rating_config
 from training.evaluation import calibration_by_grade, discrimination, oracle_comparison, psi
+from training.fitting import fit_early_stopped, fit_isotonic, fitting_matrix, lgb_params
 from training.monotone import monotone_constraints
 from training.panel import build_panel, to_matrix
 from training.rating_model import CreditRatingModel
@@ -71,11 +71,7 @@ def train_credit_rating(ws: Path, cfg: CreditRatingConfig | None = None, profile
     t = time.perf_counter()
     masks = {s: (rows["split"] == s).to_numpy() for s in ("train", "validation", "test")}
     tr = panel.features.filter(masks["train"])
-    x_train, cats = to_matrix(tr, rows.loc[masks["train"], "as_of"], max_categories=cfg.features.max_categories)
-    if cfg.features.drop_constant:
-        keep = [c for c in x_train.columns if x_train[c].nunique(dropna=False) > 1]
-        x_train = x_train[keep]
-        cats = {k: v for k, v in cats.items() if k in keep}
+    x_train, cats = fitting_matrix(tr, rows.loc[masks["train"], "as_of"], cfg)
     columns = list(x_train.columns)
     x_val, _ = to_matrix(panel.features.filter(masks["validation"]), rows.loc[masks["validation"], "as_of"],
                          columns, cats)
@@ -85,10 +81,7 @@ def train_credit_rating(ws: Path, cfg: CreditRatingConfig | None = None, profile
     say(f"matrix: {len(columns):,} columns ({len(cats)} categorical)")
 
     t = time.perf_counter()
-    params = dict(cfg.lightgbm) | (lgb_overrides or {})
-    rounds = int(params.pop("num_boost_round"))
-    stop = int(params.pop("early_stopping_rounds"))
-    params["metric"] = "auc"
+    params, rounds, stop = lgb_params(cfg, lgb_overrides)
     if cfg.monotone:
         params["monotone_constraints"] = monotone_constraints(columns, set(cats))
         params["monotone_constraints_method"] = "advanced"
@@ -102,13 +95,12 @@ def train_credit_rating(ws: Path, cfg: CreditRatingConfig | None = None, profile
         best = tune_lightgbm(params, dtrain, dval, rounds, stop, trials, study_storage, cfg.lightgbm.get("seed", 0))
         params |= best
         seconds["tune"] = time.perf_counter() - t
-    booster = lgb.train(params, dtrain, num_boost_round=rounds, valid_sets=[dval],
-                        callbacks=[lgb.early_stopping(stop, verbose=False)])
+    booster = fit_early_stopped(params, dtrain, dval, rounds, stop)
     seconds["fit"] = time.perf_counter() - t - seconds.get("tune", 0.0)
     say(f"fit: {booster.best_iteration} trees")
 
     raw_val = booster.predict(x_val, num_iteration=booster.best_iteration)
-    calibrator = IsotonicRegression(out_of_bounds="clip", y_min=1e-5, y_max=1 - 1e-5).fit(raw_val, y["validation"])
+    calibrator = fit_isotonic(raw_val, y["validation"])
     scale = load_rating_scale()
     codes = load_reason_codes()
     model = CreditRatingModel(
@@ -170,8 +162,7 @@ def tune_lightgbm(params: dict, dtrain: lgb.Dataset, dval: lgb.Dataset, rounds: 
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        booster = lgb.train(p, dtrain, num_boost_round=rounds, valid_sets=[dval],
-                            callbacks=[lgb.early_stopping(stop, verbose=False), report])
+        booster = fit_early_stopped(p, dtrain, dval, rounds, stop, [report])
         trial.set_user_attr("trees", booster.best_iteration)
         return float(booster.best_score["valid_0"]["auc"])
 

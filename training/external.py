@@ -27,13 +27,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from kernel.errors import ZhouxinError
 from training.config import CreditRatingConfig, load_credit_rating_config
 from training.evaluation import calibration_by_grade, discrimination
+from training.fitting import fit_early_stopped, fit_isotonic, fitting_matrix, lgb_params
 from training.panel import to_matrix
 
 DEFAULT_SEED = 20260101
@@ -183,10 +183,8 @@ def _leak_warnings(x: pd.DataFrame, y: np.ndarray) -> list[str]:
 
 
 def _lgb_params(cfg: CreditRatingConfig, seed: int, overrides: dict | None) -> tuple[dict, int, int]:
-    params = dict(cfg.lightgbm) | (overrides or {})
-    rounds = int(params.pop("num_boost_round"))
-    stop = int(params.pop("early_stopping_rounds"))
-    params |= {"metric": "auc", "seed": seed}
+    params, rounds, stop = lgb_params(cfg, overrides)
+    params["seed"] = seed
     params.pop("monotone_constraints", None)  # no declared risk directions for external data
     params.pop("monotone_constraints_method", None)
     return params, rounds, stop
@@ -196,14 +194,13 @@ def _fit_one(feats: pa.Table, as_of: pd.Series, y: np.ndarray, fit_idx: np.ndarr
              test_idx: np.ndarray, cfg: CreditRatingConfig, params: dict, rounds: int, stop: int
              ) -> tuple[np.ndarray, np.ndarray, int, list[str]]:
     """Fit on fit_idx, early-stop and calibrate on cal_idx, score test_idx: (calibrated PD, raw, trees, cols)."""
-    def take(idx: np.ndarray, columns=None, cats=None):
-        return to_matrix(feats.take(pa.array(idx)), as_of.iloc[idx].reset_index(drop=True), columns, cats,
-                         max_categories=cfg.features.max_categories)
+    def rows(idx: np.ndarray) -> tuple[pa.Table, pd.Series]:
+        return feats.take(pa.array(idx)), as_of.iloc[idx].reset_index(drop=True)
 
-    x_fit, cats = take(fit_idx)
-    if cfg.features.drop_constant:
-        keep = [c for c in x_fit.columns if x_fit[c].nunique(dropna=False) > 1]
-        x_fit, cats = x_fit[keep], {k: v for k, v in cats.items() if k in keep}
+    def take(idx: np.ndarray, columns, cats):
+        return to_matrix(*rows(idx), columns, cats, max_categories=cfg.features.max_categories)
+
+    x_fit, cats = fitting_matrix(*rows(fit_idx), cfg)
     columns = list(x_fit.columns)
     if not columns:
         raise ZhouxinError("no usable feature columns left (all constant, unsupported or excluded)")
@@ -211,11 +208,10 @@ def _fit_one(feats: pa.Table, as_of: pd.Series, y: np.ndarray, fit_idx: np.ndarr
     x_test, _ = take(test_idx, columns, cats)
     dfit = lgb.Dataset(x_fit, y[fit_idx], categorical_feature=list(cats) or "auto", free_raw_data=True)
     dcal = lgb.Dataset(x_cal, y[cal_idx], reference=dfit)
-    booster = lgb.train(params, dfit, num_boost_round=rounds, valid_sets=[dcal],
-                        callbacks=[lgb.early_stopping(stop, verbose=False)])
+    booster = fit_early_stopped(params, dfit, dcal, rounds, stop)
     trees = booster.best_iteration or booster.current_iteration()
     raw_cal = booster.predict(x_cal, num_iteration=trees)
-    iso = IsotonicRegression(out_of_bounds="clip", y_min=1e-5, y_max=1 - 1e-5).fit(raw_cal, y[cal_idx])
+    iso = fit_isotonic(raw_cal, y[cal_idx])
     raw = booster.predict(x_test, num_iteration=trees)
     return np.clip(iso.predict(raw), 1e-5, 1 - 1e-5), raw, trees, columns
 

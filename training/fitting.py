@@ -1,0 +1,47 @@
+"""The fitting steps every rating pipeline shares (simulator panel and external tables alike)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from sklearn.isotonic import IsotonicRegression
+
+from training.config import CreditRatingConfig
+from training.panel import to_matrix
+
+PD_FLOOR = 1e-5
+
+
+def lgb_params(cfg: CreditRatingConfig, overrides: dict | None = None) -> tuple[dict, int, int]:
+    """LightGBM parameters from the config (+ overrides), with boosting rounds and patience split off."""
+    params = dict(cfg.lightgbm) | (overrides or {})
+    rounds = int(params.pop("num_boost_round"))
+    stop = int(params.pop("early_stopping_rounds"))
+    params["metric"] = "auc"
+    return params, rounds, stop
+
+
+def fitting_matrix(table: pa.Table, as_of: pd.Series, cfg: CreditRatingConfig
+                   ) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """The training matrix: columns and categories decided here are reused for every other split."""
+    x, cats = to_matrix(table, as_of, max_categories=cfg.features.max_categories)
+    if cfg.features.drop_constant:
+        keep = [c for c in x.columns if x[c].nunique(dropna=False) > 1]
+        x, cats = x[keep], {k: v for k, v in cats.items() if k in keep}
+    return x, cats
+
+
+def fit_early_stopped(params: dict, dtrain: lgb.Dataset, dval: lgb.Dataset, rounds: int, stop: int,
+                      callbacks: Sequence[Callable] = ()) -> lgb.Booster:
+    """Boost until the validation AUC stops improving for `stop` rounds."""
+    return lgb.train(params, dtrain, num_boost_round=rounds, valid_sets=[dval],
+                     callbacks=[lgb.early_stopping(stop, verbose=False), *callbacks])
+
+
+def fit_isotonic(raw: np.ndarray, y: np.ndarray) -> IsotonicRegression:
+    """Monotone map from raw scores to PD, bounded away from 0 and 1."""
+    return IsotonicRegression(out_of_bounds="clip", y_min=PD_FLOOR, y_max=1 - PD_FLOOR).fit(raw, y)
