@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from data.feature_store.store import open_store
 from data.feature_store.training_set import point_in_time_join, view_sources
@@ -21,6 +22,7 @@ from kernel.errors import ZhouxinError
 from kernel.profile import Profile, load_profile
 from kernel.uscc import normalise_uscc, uscc_problem
 from kernel.workspace import platform_dir, warehouse_db
+from training.panel import to_matrix
 
 REGISTRATION = ("ent_name", "ent_type", "ent_status", "establish_date", "registered_capital", "industry_code",
                 "district_code", "ftz_area", "enterprise_scale")
@@ -50,7 +52,8 @@ def enterprise_profile(ws: Path, uscc: str, as_of: date, profile: Profile | None
     store = open_store(ws, prof)
     views = view_sources(store, "credit_rating")
     ts = pd.Timestamp(as_of)
-    row = point_in_time_join(pd.DataFrame({"uscc": [uscc], "event_timestamp": [ts]}), views).iloc[0]
+    table = point_in_time_join(pd.DataFrame({"uscc": [uscc], "event_timestamp": [ts]}), views, as_arrow=True)
+    row = table.to_pandas().iloc[0]
     if pd.isna(row.get("ent_registration__ent_name")):
         raise ZhouxinError(f"no registration of {uscc} was known on {as_of}")
     out: dict[str, Any] = {"uscc": uscc, "as_of": str(as_of)}
@@ -78,11 +81,11 @@ def enterprise_profile(ws: Path, uscc: str, as_of: date, profile: Profile | None
         out["rating"] = {"grade": "D", "pd12": 1.0, "score": None, "reasons": [],
                          "note": "serious credit event within 12 months: in default, not scored"}
     else:
-        out["rating"] = _rating(ws, prof, row) if with_rating else None
+        out["rating"] = _rating(ws, prof, table, ts) if with_rating else None
     return out
 
 
-def _rating(ws: Path, prof: Profile, row: pd.Series) -> dict[str, Any] | None:
+def _rating(ws: Path, prof: Profile, table: pa.Table, ts: pd.Timestamp) -> dict[str, Any] | None:
     """The champion's answer for this firm-month, or None when no champion is registered."""
     import mlflow
 
@@ -95,13 +98,8 @@ def _rating(ws: Path, prof: Profile, row: pd.Series) -> dict[str, Any] | None:
     if mv is None:
         return None
     model = mlflow.pyfunc.load_model(f"models:/{cfg.model_name}/{mv.version}").unwrap_python_model()
-    import pyarrow as pa
-
-    from training.panel import to_matrix
-
-    frame = row.drop(labels=["uscc", "event_timestamp"]).to_frame().T
-    table = pa.Table.from_pandas(frame.infer_objects(), preserve_index=False)
-    x, _ = to_matrix(table, pd.Series([row["event_timestamp"]]), model.columns, model.categories)
+    x, _ = to_matrix(table.drop_columns(["uscc", "event_timestamp"]), pd.Series([ts]), model.columns,
+                     model.categories)
     p = model.pd12(x)
     reasons = model.reasons(x).iloc[0]
     return {"model": cfg.model_name, "version": str(mv.version), "pd12": float(p[0]),
