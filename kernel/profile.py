@@ -68,10 +68,20 @@ class MlflowProfile(FrozenModel):
                 expand_env(self.artifact_root).replace("<workspace>", str(ws)))
 
 
+class OperationalProfile(FrozenModel):
+    """The platform's own tables (API keys, consents, audit log): a SQLAlchemy URL; `<workspace>` expands."""
+
+    url: str
+
+    def resolved(self, ws: Path) -> str:
+        return expand_env(self.url).replace("<workspace>", str(ws))
+
+
 class Profile(FrozenModel):
     name: str
     feast: FeastProfile
     mlflow: MlflowProfile
+    operational: OperationalProfile
 
 
 def profile_name() -> str:

@@ -6,6 +6,7 @@ Self-contained on purpose (numpy, pandas, lightgbm, sklearn only): it is shipped
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import mlflow.pyfunc
@@ -42,8 +43,37 @@ class CreditRatingModel(mlflow.pyfunc.PythonModel):
                 else pd.to_numeric(v, errors="coerce").astype(np.float32)
         return pd.DataFrame(out, index=frame.index)
 
-    def pd12(self, frame: pd.DataFrame) -> np.ndarray:
-        raw = self.booster.predict(self.matrix(frame))
+    def used_columns(self) -> list[str]:
+        """The columns the booster splits on: all a caller needs to fetch (the rest only ever add zero)."""
+        used = np.asarray(self.booster.feature_importance("split")) > 0
+        return [c for c, u in zip(self.columns, used, strict=True) if u]
+
+    def encode(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Rows of {column: value} -> the float matrix LightGBM reads (categories as their codes, absent NaN).
+
+        The serving fast path: no DataFrame of every training column is built, only the values given.
+        """
+        if getattr(self, "_position", None) is None:
+            self._position = {c: j for j, c in enumerate(self.columns)}
+            self._codes = {c: {v: float(i) for i, v in enumerate(cats)} for c, cats in self.categories.items()}
+        x = np.full((len(rows), len(self.columns)), np.nan)
+        for i, row in enumerate(rows):
+            for c, v in row.items():
+                j = self._position.get(c)
+                if j is None or v is None:
+                    continue
+                if c in self._codes:
+                    x[i, j] = self._codes[c].get(str(v), np.nan)
+                else:
+                    try:
+                        x[i, j] = float(v)
+                    except (TypeError, ValueError):
+                        continue
+        return x.astype(np.float32).astype(np.float64)     # the training matrix was float32
+
+    def pd12(self, frame: pd.DataFrame | np.ndarray) -> np.ndarray:
+        x = frame if isinstance(frame, np.ndarray) else self.matrix(frame)
+        raw = self.booster.predict(x)
         return np.clip(self.calibrator.predict(raw), 1e-5, 1 - 1e-5)
 
     def score(self, p: np.ndarray) -> np.ndarray:
@@ -55,14 +85,16 @@ class CreditRatingModel(mlflow.pyfunc.PythonModel):
         idx = np.searchsorted(np.asarray(self.grade_uppers), p, side="right")
         return np.asarray(self.grade_names, dtype=object)[np.minimum(idx, len(self.grade_names) - 1)]
 
-    def reasons(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def reasons(self, frame: pd.DataFrame | np.ndarray) -> pd.DataFrame:
         """Top business reasons raising each firm's PD: the model's per-column contributions (TreeSHAP on
         the log-odds) summed within each reason; only reasons that push the PD up are listed."""
         k = getattr(self, "top_reasons", 3)            # artefacts logged before reason codes have none
         cols = [f"reason_{i + 1}" for i in range(k)]
+        index_ = frame.index if isinstance(frame, pd.DataFrame) else pd.RangeIndex(len(frame))
         if not getattr(self, "reason_names", None):
-            return pd.DataFrame({c: [None] * len(frame) for c in cols}, index=frame.index)
-        contrib = np.asarray(self.booster.predict(self.matrix(frame), pred_contrib=True))[:, :-1]
+            return pd.DataFrame({c: [None] * len(frame) for c in cols}, index=index_)
+        x = frame if isinstance(frame, np.ndarray) else self.matrix(frame)
+        contrib = np.asarray(self.booster.predict(x, pred_contrib=True))[:, :-1]
         index = {r: i for i, r in enumerate(self.reason_names)}
         member = np.zeros((len(self.columns), len(self.reason_names)))
         for j, c in enumerate(self.columns):
@@ -75,7 +107,7 @@ class CreditRatingModel(mlflow.pyfunc.PythonModel):
             pick = order[:, i]
             up = by_reason[np.arange(len(frame)), pick] > 1e-9
             out[c] = np.where(up, np.asarray(self.reason_names, dtype=object)[pick], None)
-        return pd.DataFrame(out, index=frame.index)
+        return pd.DataFrame(out, index=index_)
 
     def reason_texts(self, code: str | None) -> tuple[str, str] | None:
         """(zh, en) text of a reason code."""

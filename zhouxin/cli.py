@@ -14,6 +14,7 @@ from data.feature_store.cli import app as features_app
 from data.feature_store.cli import dictionary as feature_dictionary
 from data.feature_store.cli import run_features
 from kernel.workspace import reports_dir, workspace_dir
+from serving.cli import audit_app, replay, serve_app
 from training.cli import models_app, run_train_credit_rating, train_app
 
 app = typer.Typer(help="Zhouxin (舟信): SME financing-service platform — data, features, models, serving.",
@@ -23,6 +24,9 @@ app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 app.add_typer(train_app, name="train")
 app.add_typer(models_app, name="models")
+app.add_typer(serve_app, name="serve")
+app.add_typer(audit_app, name="audit")
+app.command("replay")(replay)
 catalog_app = typer.Typer(help="The catalog of 35 sub-items and 290 fields.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 console = Console()

@@ -211,6 +211,18 @@ def write_redis(client, project: str, view: str, rows: pa.Table, features: Seque
     return n
 
 
+def _record_interval(store, view: str, as_of: datetime | None) -> None:
+    """Tell the registry what was materialized, as Feast's own materialize does: readers (the service's
+    data as-of, `materialize-incremental`) then see the same state whichever path wrote the values."""
+    from datetime import UTC
+
+    end = as_of or datetime.now(UTC)
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=UTC)
+    fv = store.get_feature_view(view)
+    store.registry.apply_materialization(fv, store.project, datetime(1970, 1, 1, tzinfo=UTC), end, commit=True)
+
+
 def bulk_materialize(store, views: Sequence[ViewSource], as_of: datetime | None = None,
                      progress: Callable[[str], None] | None = None) -> list[BulkResult]:
     """Write every view's latest known values for the whole population to the store's online store."""
@@ -230,6 +242,7 @@ def bulk_materialize(store, views: Sequence[ViewSource], as_of: datetime | None 
         else:
             n = write_redis(client, cfg.project, v.name, rows, v.features)
         results.append(BulkResult(view=v.name, entities=rows.num_rows, values=n))
+        _record_interval(store, v.name, as_of)
         if progress:
             progress(v.name)
     con.close()

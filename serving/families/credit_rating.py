@@ -1,0 +1,79 @@
+"""Credit rating: PD, score, grade and reasons from the champion, plus the firm's credit index.
+
+The registered artefact (CreditRatingModel, shipped in the MLflow model's code) carries calibration,
+master scale, reason mapping and feature service; this module only fetches what it needs and shapes it.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+from data.feature_store.profile_blocks import expand_blocks
+from serving.config import FamilySpec
+
+TIMESTAMP_TYPES = ("UnixTimestamp",)
+
+
+def _days_before(as_of: datetime, value: Any) -> float | None:
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is None and as_of.tzinfo is not None:
+        moment = moment.replace(tzinfo=as_of.tzinfo)
+    elif moment.tzinfo is not None and as_of.tzinfo is None:
+        moment = moment.replace(tzinfo=None)
+    return (as_of - moment).total_seconds() / 86400.0
+
+
+def _number(v: Any) -> float | None:
+    if v is None:
+        return None
+    f = float(v)
+    return None if math.isnan(f) else f
+
+
+class CreditRatingFamily:
+    name = "credit_rating"
+
+    def __init__(self, spec: FamilySpec, version: str, model: Any, view_fields: dict[str, list[str]],
+                 view_types: dict[str, dict[str, str]]) -> None:
+        self.registered_model, self.version, self.model = spec.registered_model, version, model
+        used = model.used_columns()
+        index_refs = expand_blocks(view_fields)["credit_index"]
+        self.index_columns = [r.replace(":", "__", 1) for r in index_refs]
+        self.feature_refs = sorted({c.replace("__", ":", 1) for c in used} | set(index_refs))
+        self.date_columns = {c for c in used
+                             if view_types.get(c.split("__", 1)[0], {}).get(c.split("__", 1)[1]) in TIMESTAMP_TYPES}
+
+    def answer(self, vectors: list[dict[str, Any]], as_of: datetime) -> list[dict[str, Any]]:
+        rows = [{c: (_days_before(as_of, v) if c in self.date_columns else v) for c, v in vec.items()}
+                for vec in vectors]
+        x = self.model.encode(rows)
+        p = self.model.pd12(x)
+        scores, grades = self.model.score(p), self.model.grade(p)
+        reasons = self.model.reasons(x)
+        out = []
+        for i, vec in enumerate(vectors):
+            idx = {c.split("__", 1)[1]: vec.get(c) for c in self.index_columns}
+            codes = [c for c in reasons.iloc[i].tolist() if c is not None]
+            out.append({
+                "pd12": round(float(p[i]), 6), "score": int(scores[i]), "grade": str(grades[i]),
+                "reasons": [{"code": c, "zh": self.model.reason_texts(c)[0], "en": self.model.reason_texts(c)[1]}
+                            for c in codes],
+                "credit_index": {"cci": _number(idx.get("cci")), "tier": idx.get("cci_tier"),
+                                 "cap": _number(idx.get("cci_cap")),
+                                 "sub_indices": {k.removeprefix("idx_"): _number(v) for k, v in idx.items()
+                                                 if k.startswith("idx_")}},
+            })
+        return out
+
+
+def load(spec: FamilySpec, version: str, view_fields: dict[str, list[str]],
+         view_types: dict[str, dict[str, str]]) -> CreditRatingFamily:
+    """Load one registered version's artefact from the MLflow registry (tracking URI already set)."""
+    import mlflow
+
+    model = mlflow.pyfunc.load_model(f"models:/{spec.registered_model}/{version}").unwrap_python_model()
+    return CreditRatingFamily(spec, version, model, view_fields, view_types)
