@@ -51,10 +51,10 @@ data-dictionary: install ## generate the human data dictionary from configs/cata
 	$(ZX) catalog dictionary
 
 test: install ## the default test suite (fast unit, property and small-world integration tests)
-	$(BIN)/pytest -q -n 2
+	$(BIN)/pytest -q -n 2 --dist loadgroup
 
 test-all: install ## every test, slow ones included
-	$(BIN)/pytest -q -n 2 -m ""
+	$(BIN)/pytest -q -n 2 --dist loadgroup -m ""
 
 lint: install ## ruff
 	$(BIN)/ruff check .

@@ -60,6 +60,13 @@ class ApiKeyMiddleware:
                                              "X-Zhouxin-Receipt": outcome.receipts[0]})
             await response(scope, receive, send)
             return
+        media = headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if scope["method"] == "POST" and media != "application/json":
+            response = JSONResponse({"error": "unsupported_media_type",
+                                     "detail": f"send the request body as application/json, not {media!r}"},
+                                    status_code=415)
+            await response(scope, receive, send)
+            return
         scope[CALLER], scope[REQUEST_ID] = caller, request_id
         await self.app(scope, receive, send)
 

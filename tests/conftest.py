@@ -93,3 +93,21 @@ def small_feature_store(small_warehouse, tmp_path_factory):
     store = open_store(ws, load_profile("local"))
     apply_definitions(store, defs)
     return ws, store, defs
+
+
+@pytest.fixture(scope="session")
+def small_built_features(small_world, small_warehouse, tmp_path_factory):
+    """(ws, summary): the whole features step on the small world — marts, Feast registry, online store
+    (local profile). Read-only for tests: copy it before changing anything."""
+    from data.feature_store.pipeline import build_features
+    from kernel.profile import load_profile
+
+    world, _ = small_world
+    wh, _ = small_warehouse
+    ws = tmp_path_factory.mktemp("features-pipeline")
+    shutil.copytree(wh / "warehouse", ws / "warehouse")
+    if (world / "platform").exists():                         # the 2018 world predates the platform
+        shutil.copytree(world / "platform", ws / "platform")
+    shutil.copy(world / "world.json", ws / "world.json")
+    summary = build_features(ws, load_profile("local"))
+    return ws, summary

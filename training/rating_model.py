@@ -102,8 +102,11 @@ class CreditRatingModel(mlflow.pyfunc.PythonModel):
                 member[j, index[self.column_reason[c]]] = 1.0
         by_reason = contrib @ member
         order = np.argsort(-by_reason, axis=1)[:, :k]
-        out = {}
+        out: dict[str, Any] = {}
         for i, c in enumerate(cols):
+            if i >= order.shape[1]:                    # fewer business reasons than slots
+                out[c] = np.full(len(frame), None, dtype=object)
+                continue
             pick = order[:, i]
             up = by_reason[np.arange(len(frame)), pick] > 1e-9
             out[c] = np.where(up, np.asarray(self.reason_names, dtype=object)[pick], None)

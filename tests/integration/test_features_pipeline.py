@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pandas as pd
 import pytest
 
-from data.feature_store.pipeline import build_features, sources_dir
+from data.feature_store.pipeline import sources_dir
 from data.feature_store.store import online_features, open_store
 from data.marts.registry import MARTS
 from kernel.catalog import load_catalog
 from kernel.profile import load_profile
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("small-built-features")]
 
 
 @pytest.fixture(scope="module")
-def built(small_world, small_warehouse, tmp_path_factory):
-    world, _ = small_world
-    wh, _ = small_warehouse
-    ws = tmp_path_factory.mktemp("features-pipeline")
-    shutil.copytree(wh / "warehouse", ws / "warehouse")
-    if (world / "platform").exists():                         # the 2018 world predates the platform
-        shutil.copytree(world / "platform", ws / "platform")
-    shutil.copy(world / "world.json", ws / "world.json")
-    summary = build_features(ws, load_profile("local"))
-    return ws, summary
+def built(small_built_features):
+    return small_built_features
 
 
 def test_registry_lists_source_and_mart_views_and_services(built):
