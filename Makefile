@@ -11,7 +11,7 @@ ZX := $(BIN)/zhouxin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export ZHOUXIN_PERSON_SALT ?= local-development-salt-not-secret
 
-.PHONY: help install run simulate ingest quarantine calibrate data-dictionary features features-get test test-all lint typecheck bench bench-features bench-large clean
+.PHONY: help install run simulate ingest quarantine calibrate data-dictionary features features-get serve bento contract test test-all lint typecheck bench bench-features bench-serving bench-large clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -47,6 +47,15 @@ features: install ## marts, Feast sources and registry, bulk online materializat
 features-get: install ## one firm's online feature vector: make features-get USCC=913309...
 	$(ZX) features get --uscc $(USCC)
 
+serve: install ## the bank-facing BentoML service on the workspace (WORKERS=2 for two workers)
+	$(ZX) serve start $(if $(WORKERS),--workers $(WORKERS),)
+
+bento: install ## build the service as a Bento (offline; models come from the MLflow registry at start)
+	PATH=$(CURDIR)/$(TOOLS)/bin:$$PATH $(BIN)/bentoml build .
+
+contract: install ## schemathesis against the running service's own OpenAPI, plus the HTTP end-to-end tests
+	$(BIN)/pytest -q tests/serving/test_service_http.py
+
 data-dictionary: install ## generate the human data dictionary from configs/catalog.yaml
 	$(ZX) catalog dictionary
 
@@ -68,6 +77,9 @@ bench: install ## benchmarks on the default world; figures written under benchma
 
 bench-features: install ## feature-store benchmarks on the built workspace (run `make run` first)
 	$(BIN)/python benchmarks/bench_features.py
+
+bench-serving: install ## /v1/score load (1 and 2 workers) and a 10-minute soak on the built workspace
+	$(BIN)/python benchmarks/bench_serving.py
 
 bench-large: install ## benchmarks on a world of >= 20M records
 	$(BIN)/python benchmarks/bench_simulate.py --enterprises 60000 --label large --no-oracle

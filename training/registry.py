@@ -175,11 +175,7 @@ def log_rating_model(ws: Path, trained, cfg, config_path: Path, store, profile: 
             outputs = Schema([ColSpec("double", "pd12"), ColSpec("double", "score"), ColSpec("string", "grade")]
                              + [ColSpec("string", f"reason_{i + 1}", required=False)
                                 for i in range(trained.model.top_reasons)])
-            info = mlflow.pyfunc.log_model(
-                name="model", python_model=trained.model,
-                code_paths=[str(Path(__file__).with_name("rating_model.py"))],
-                signature=ModelSignature(inputs=inputs, outputs=outputs),
-                pip_requirements=cfg.pip_requirements, registered_model_name=cfg.model_name)
+            info = _log_self_contained(trained.model, ModelSignature(inputs=inputs, outputs=outputs), cfg)
             run_id = run.info.run_id
     from mlflow import MlflowClient
 
@@ -195,6 +191,24 @@ def log_rating_model(ws: Path, trained, cfg, config_path: Path, store, profile: 
     else:
         record_alias_move(ws, cfg.model_name, CHALLENGER, version, gate.reason)
     return run_id, version, gate
+
+
+def _log_self_contained(model, signature, cfg):
+    """Log the artefact with its class pickled by value: loading it needs numpy, pandas, sklearn and
+    lightgbm only, never our `training` package (serving must not import training)."""
+    import sys
+
+    import cloudpickle
+    import mlflow
+
+    module = sys.modules[type(model).__module__]
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        return mlflow.pyfunc.log_model(name="model", python_model=model, code_paths=[module.__file__],
+                                       signature=signature, pip_requirements=cfg.pip_requirements,
+                                       registered_model_name=cfg.model_name)
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
 
 
 def compare_versions(model: str) -> pd.DataFrame:

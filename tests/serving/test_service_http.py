@@ -280,3 +280,18 @@ def test_a_newly_promoted_champion_is_served_without_restart(served, register_ch
             break
         time.sleep(0.5)
     assert seen == v2 != s["version"]
+
+
+def test_the_champion_artefact_loads_without_the_training_package(served):
+    s = served
+    uri = load_profile("local").mlflow.resolved(s["ws"])[0]
+    code = ("import sys; sys.modules['training'] = None\n"        # any `import training...` now fails
+            "import json, mlflow, pandas as pd\n"
+            f"mlflow.set_tracking_uri({uri!r})\n"
+            "m = mlflow.pyfunc.load_model('models:/credit-rating@champion')\n"
+            "out = m.predict(pd.DataFrame({'mart_indicators__cci': [20.0, 90.0]}))\n"
+            "print(json.dumps(out['pd12'].tolist()))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=s["env"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    pds = json.loads(r.stdout.strip().splitlines()[-1])
+    assert pds[0] > pds[1]                                     # a low CCI means a higher PD
