@@ -25,13 +25,35 @@ def _group(refs: Sequence[str]) -> dict[str, list[str]]:
     return views
 
 
+_KEYS = object()          # where a plan's parameters take the entity keys
+
+
+def _bind(params: list[Any], keys: list[bytes]) -> list[Any]:
+    out: list[Any] = []
+    for p in params:
+        if p is _KEYS:
+            out += keys
+        else:
+            out.append(p)
+    return out
+
+
+_SCALARS = frozenset({"double_val", "float_val", "int64_val", "int32_val", "string_val", "bool_val"})
+
+
 def _python(value_bytes: bytes) -> Any:
+    """Decode one stored `Value` as Feast's response would: scalars as is, timestamps as aware UTC
+    datetimes, anything else through Feast's own converter."""
     from feast.protos.feast.types.Value_pb2 import Value
-    from feast.type_map import feast_value_type_to_python_type
 
     v = Value.FromString(value_bytes)
-    if v.WhichOneof("val") == "unix_timestamp_val":           # Feast hands these back as aware UTC datetimes
+    kind = v.WhichOneof("val")
+    if kind in _SCALARS:
+        return getattr(v, kind)
+    if kind == "unix_timestamp_val":
         return datetime.fromtimestamp(v.unix_timestamp_val, tz=UTC)
+    from feast.type_map import feast_value_type_to_python_type
+
     return feast_value_type_to_python_type(v)
 
 
@@ -43,6 +65,9 @@ class DirectOnlineReader:
         self.project = cfg.project
         self.kind = cfg.online_store.type
         self._local = threading.local()
+        self._plans: dict[tuple, tuple[str, list[Any]]] = {}
+        self._views: dict[tuple[str, ...], dict[str, list[str]]] = {}
+        self._columns: dict[tuple[str, ...], list[str]] = {}
         if self.kind == "sqlite":
             self.path = str(cfg.online_store.path)
         elif self.kind == "redis":
@@ -62,25 +87,44 @@ class DirectOnlineReader:
 
     def read(self, usccs: Sequence[str], refs: Sequence[str]) -> list[dict[str, Any]]:
         keys = entity_keys(usccs)
-        views = _group(refs)
-        out: list[dict[str, Any]] = [{f"{v}__{f}": None for v, fs in views.items() for f in fs} for _ in usccs]
+        refs = tuple(refs)
+        views = self._views.get(refs)
+        if views is None:
+            views = self._views[refs] = _group(refs)
+        out: list[dict[str, Any]] = [dict.fromkeys(self._names(refs)) for _ in usccs]
         if self.kind == "sqlite":
-            self._read_sqlite(keys, views, out)
+            self._read_sqlite(keys, refs, views, out)
         else:
             self._read_redis(keys, views, out)
         return out
 
-    def _read_sqlite(self, keys: list[bytes], views: dict[str, list[str]], out: list[dict[str, Any]]) -> None:
+    def _names(self, refs: tuple[str, ...]) -> list[str]:
+        names = self._columns.get(refs)
+        if names is None:
+            names = self._columns[refs] = [r.replace(":", "__", 1) for r in refs]
+        return names
+
+    def _read_sqlite(self, keys: list[bytes], refs: tuple[str, ...], views: dict[str, list[str]],
+                     out: list[dict[str, Any]]) -> None:
         position = {k: i for i, k in enumerate(keys)}
-        marks = ",".join("?" * len(keys))
-        parts, params = [], []
-        for view, feats in views.items():
-            parts.append(f'select ? as v, entity_key, feature_name, value from "{self.project}_{view}" '
-                         f'where entity_key in ({marks}) and feature_name in ({",".join("?" * len(feats))})')
-            params += [view, *keys, *feats]
-        for view, key, feat, value in self._sqlite().execute(" union all ".join(parts), params):
+        sql, params = self._sqlite_plan(len(keys), refs, views)
+        for view, key, feat, value in self._sqlite().execute(sql, _bind(params, keys)):
             if value:
                 out[position[key]][f"{view}__{feat}"] = _python(value)
+
+    def _sqlite_plan(self, n_keys: int, refs: tuple[str, ...], views: dict[str, list[str]]) -> tuple[str, list[Any]]:
+        """One UNION ALL over the views (cached per request shape: SQLite then reuses the prepared statement)."""
+        shape = (n_keys, refs)
+        plan = self._plans.get(shape)
+        if plan is None:
+            marks = ",".join("?" * n_keys)
+            parts, params = [], []
+            for view, feats in views.items():
+                parts.append(f'select ? as v, entity_key, feature_name, value from "{self.project}_{view}" '
+                             f'where entity_key in ({marks}) and feature_name in ({",".join("?" * len(feats))})')
+                params += [view, _KEYS, *feats]
+            plan = self._plans[shape] = (" union all ".join(parts), params)
+        return plan
 
     def _read_redis(self, keys: list[bytes], views: dict[str, list[str]], out: list[dict[str, Any]]) -> None:
         from feast.infra.online_stores.helpers import _mmh3

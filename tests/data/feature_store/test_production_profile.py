@@ -35,7 +35,7 @@ def production_store(small_feature_store, tmp_path):
     store.teardown()        # drops the project's Redis keys and its registry rows
 
 
-def test_registry_on_postgres_and_online_on_redis_equal_offline(production_store):
+def test_registry_on_postgres_and_online_on_redis_equal_offline(production_store, direct_equals_feast):
     ws, store, defs = production_store
     # the registry really lives in PostgreSQL: a fresh store object reads it back from the server
     again = open_store(ws, load_profile("production").model_copy(update={"feast": store_profile(store)}))
@@ -54,6 +54,7 @@ def test_registry_on_postgres_and_online_on_redis_equal_offline(production_store
         assert ((a.isna() & b.isna()) | (a == b)).all(), c
     assert online.iloc[-1][cols].isna().all()
     assert online.iloc[:-1][cols].notna().to_numpy().mean() > 0.2
+    assert direct_equals_feast(store, list(firms)) > 40 * 100      # the serving fast path reads Redis identically
 
 
 def store_profile(store) -> FeastProfile:

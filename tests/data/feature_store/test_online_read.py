@@ -1,0 +1,29 @@
+"""The serving fast path reads exactly what Feast's `get_online_features` returns: same keys, same
+values, same Python types (SQLite here; Redis in test_production_profile.py)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data.feature_store.bulk import bulk_materialize
+from data.feature_store.online_read import DirectOnlineReader
+from data.feature_store.store import open_store
+from data.feature_store.training_set import view_sources
+from kernel.profile import load_profile
+
+pytestmark = pytest.mark.integration
+
+
+def test_direct_sqlite_read_equals_feast(small_feature_store, tmp_path, direct_equals_feast):
+    ws, _, defs = small_feature_store
+    shutil.copytree(ws / "features", tmp_path / "features")
+    store = open_store(tmp_path, load_profile("local"))
+    bulk_materialize(store, view_sources(store, list(defs.views)))
+    reg = pd.read_parquet(tmp_path / "features" / "sources" / "ent_registration.parquet", columns=["uscc"])
+    firms = [*np.random.default_rng(3).choice(sorted(reg["uscc"].unique()), 25, replace=False), "91330900MA2A00009P"]
+    assert direct_equals_feast(store, list(firms)) > 25 * 100
+    assert all(v is None for v in DirectOnlineReader(store).read(["91330900MA2A00009P"], ["ent_registration:ent_name"])[0].values())
