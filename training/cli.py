@@ -21,8 +21,8 @@ WorkspaceOpt = Annotated[Path | None, typer.Option(help="workspace folder (defau
 ProfileOpt = Annotated[str | None, typer.Option(help="profile: local | production (default ZHOUXIN_PROFILE or local)")]
 
 
-def run_train_credit_rating(ws: Path, profile: str | None = None, trials: int = 0) -> None:
-    """Train, evaluate and register the credit-rating model; print a readable summary."""
+def run_train_credit_rating(ws: Path, profile: str | None = None, trials: int = 0, model: str | None = None) -> None:
+    """Train, evaluate and register the credit-rating model (LightGBM or the WoE scorecard); print a summary."""
     from data.feature_store.store import open_store
     from kernel.profile import load_profile
     from training.config import credit_rating_config_path, load_credit_rating_config
@@ -31,14 +31,15 @@ def run_train_credit_rating(ws: Path, profile: str | None = None, trials: int = 
 
     prof = load_profile(profile)
     cfg = load_credit_rating_config()
-    with console.status("training credit-rating…") as status:
+    kind = model or cfg.model
+    with console.status(f"training credit-rating ({kind})…") as status:
         trained = train_credit_rating(ws, cfg, prof, progress=lambda m: status.update(f"credit-rating: {m}"),
-                                      trials=trials, study_storage=optuna_storage(ws, prof))
+                                      trials=trials, study_storage=optuna_storage(ws, prof), model=kind)
         status.update("registering in MLflow…")
         run_id, version, gate = log_rating_model(ws, trained, cfg, credit_rating_config_path(),
                                                  open_store(ws, prof), prof)
     m = trained.metrics
-    t = Table(title=f"credit-rating v{version} (run {run_id[:8]}): train {trained.windows['train']}, "
+    t = Table(title=f"credit-rating v{version} ({kind}, run {run_id[:8]}): train {trained.windows['train']}, "
                     f"validation {trained.windows['validation']}, test {trained.windows['test']}")
     for c in ("split", "rows", "events", "AUC", "KS", "Brier"):
         t.add_column(c, justify="right")
@@ -51,7 +52,9 @@ def run_train_credit_rating(ws: Path, profile: str | None = None, trials: int = 
                       f"{m['test_model_oracle_auc_ratio']:.3f}")
     console.print(f"grades inside their PD band (Jeffreys 95%): {m['test_grades_inside']:.0f} of "
                   f"{m['test_grades_populated']:.0f} populated; AAA–BB share {m['test_share_aaa_bb']:.1%}; "
-                  f"{len(trained.model.columns):,} features, {m['trees']:.0f} trees")
+                  + (f"{len(trained.model.columns):,} features, {m['trees']:.0f} trees" if "trees" in m
+                     else f"scorecard of {len(trained.model.columns)} features (bins and points: "
+                          "evaluation/scorecard.csv)"))
     console.print(("[green]promoted to champion: " if gate.promoted else "[yellow]registered as challenger: ")
                   + gate.reason)
 
@@ -114,6 +117,8 @@ def credit_rating(
                                                           "(repeatable)")] = None,
     trials: Annotated[int, typer.Option(min=0, help="Optuna trials on the validation months before the final "
                                                     "fit (0 = the configured parameters)")] = 0,
+    model: Annotated[str | None, typer.Option(help="lightgbm | scorecard (the explainable WoE challenger); "
+                                                   "default: the config's `model`")] = None,
 ) -> None:
     """Point-in-time panel → monotone LightGBM → calibrated PD, score, grade → MLflow (gate → champion).
 
@@ -121,6 +126,8 @@ def credit_rating(
     if dataset is not None:
         if not target:
             raise typer.BadParameter("--target is required with --dataset", param_hint="--target")
+        if model not in (None, "lightgbm"):
+            raise typer.BadParameter("--dataset evaluates the LightGBM pipeline only", param_hint="--model")
         from kernel.errors import ZhouxinError
 
         try:
@@ -131,7 +138,11 @@ def credit_rating(
         return
     if target or time_col or exclude:
         raise typer.BadParameter("--target / --time-col / --exclude need --dataset", param_hint="--dataset")
-    run_train_credit_rating(workspace or workspace_dir(), profile, trials)
+    if model not in (None, "lightgbm", "scorecard"):
+        raise typer.BadParameter(f"{model!r}: use lightgbm or scorecard", param_hint="--model")
+    if model == "scorecard" and trials:
+        raise typer.BadParameter("--trials tunes LightGBM; the scorecard has none", param_hint="--trials")
+    run_train_credit_rating(workspace or workspace_dir(), profile, trials, model)
 
 
 @models_app.command()

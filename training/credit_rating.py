@@ -1,5 +1,9 @@
 """`zhouxin train credit-rating`: point-in-time panel -> monotone LightGBM -> isotonic calibration ->
-PD / score / grade -> out-of-time evaluation (and the oracle on the simulator) -> MLflow registry."""
+PD / score / grade -> out-of-time evaluation (and the oracle on the simulator) -> MLflow registry.
+
+`model="scorecard"` fits the explainable challenger (`training.scorecard`: a WoE scorecard) on the same
+panel and splits instead; evaluation, plots, registry and promotion gate are shared.
+"""
 
 from __future__ import annotations
 
@@ -25,13 +29,15 @@ from training.panel import build_panel, to_matrix
 from training.rating_model import CreditRatingModel
 from training.reasons import column_reasons, load_reason_codes
 from training.scale import load_rating_scale, pd_to_grade
+from training.scorecard import fit_scorecard
+from training.scorecard_model import ScorecardRatingModel
 
 
 @dataclass
 class TrainedRating:
     """Everything the registry step logs: the artefact, metrics, tables and the data it saw."""
 
-    model: CreditRatingModel
+    model: CreditRatingModel | ScorecardRatingModel
     params: dict[str, object]
     metrics: dict[str, float]
     grade_table: pd.DataFrame
@@ -41,6 +47,7 @@ class TrainedRating:
     windows: dict[str, str]
     seconds: dict[str, float] = field(default_factory=dict)
     test_y: np.ndarray | None = None
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)   # more CSVs for the run (e.g. the scorecard)
 
 
 def _window(rows: pd.DataFrame, split: str) -> str:
@@ -50,12 +57,17 @@ def _window(rows: pd.DataFrame, split: str) -> str:
 
 def train_credit_rating(ws: Path, cfg: CreditRatingConfig | None = None, profile: Profile | None = None,
                         lgb_overrides: dict | None = None, progress: Callable[[str], None] | None = None,
-                        trials: int = 0, study_storage: str | None = None) -> TrainedRating:
+                        trials: int = 0, study_storage: str | None = None, model: str | None = None
+                        ) -> TrainedRating:
     """Fit and evaluate one credit-rating model on the workspace's feature store.
 
-    trials > 0 tunes LightGBM with Optuna on the validation months (never the test months) first.
+    model: "lightgbm" or "scorecard" (default: the config's `model`). trials > 0 tunes LightGBM with Optuna
+    on the validation months (never the test months) first.
     """
     cfg = cfg or load_credit_rating_config()
+    kind = model or cfg.model
+    if kind not in ("lightgbm", "scorecard"):
+        raise ValueError(f"unknown credit-rating model {kind!r} (lightgbm | scorecard)")
     say = progress or (lambda _m: None)
     seconds: dict[str, float] = {}
     t = time.perf_counter()
@@ -80,6 +92,46 @@ def train_credit_rating(ws: Path, cfg: CreditRatingConfig | None = None, profile
     seconds["matrix"] = time.perf_counter() - t
     say(f"matrix: {len(columns):,} columns ({len(cats)} categorical)")
 
+    t = time.perf_counter()
+    if kind == "scorecard":
+        fitted = fit_scorecard(x_train, y["train"], x_val, y["validation"], cats, cfg.scorecard, cfg.feature_service)
+        seconds["fit"] = time.perf_counter() - t
+        say(f"fit: scorecard of {len(fitted.model.columns)} features")
+        rating, params, importance = fitted.model, fitted.params, fitted.importance
+        extra = {"scorecard_features": float(len(fitted.model.columns))}
+        p_val = fitted.model.calibrate(fitted.raw_val)
+        tables = {"scorecard": fitted.table}
+    else:
+        rating, params, importance, p_val, extra = _fit_lightgbm(
+            cfg, x_train, x_val, y, cats, lgb_overrides, trials, study_storage, say, seconds)
+        tables = {}
+    p_test = rating.pd12(x_test)
+    p_train = rating.pd12(x_train)
+    scale = load_rating_scale()
+
+    metrics: dict[str, float] = {}
+    for split, p in (("train", p_train), ("validation", p_val), ("test", p_test)):
+        metrics.update({f"{split}_{k}": v for k, v in discrimination(y[split], p).items()})
+    grades = calibration_by_grade(y["test"], p_test, scale)
+    metrics["test_grades_inside"] = float(grades.loc[grades["n"] > 0, "inside"].sum())
+    metrics["test_grades_populated"] = float((grades["n"] > 0).sum())
+    metrics["test_share_aaa_bb"] = float(grades.loc[grades["grade"].isin(["AAA", "AA", "A", "BBB", "BB"]), "share"].sum())
+    metrics["psi_score_validation_to_test"] = psi(p_val, p_test)
+    metrics |= extra
+    metrics.update({f"test_{k}": v for k, v in oracle_comparison(rows.loc[masks["test"]], p_test, ws).items()})
+    return TrainedRating(model=rating, params=params, metrics=metrics, grade_table=grades, importance=importance,
+                         rows=rows, test_pd=p_test, windows={s: _window(rows, s) for s in ("train", "validation", "test")},
+                         seconds=seconds, test_y=y["test"], tables=tables)
+
+
+def _fit_lightgbm(cfg: CreditRatingConfig, x_train: pd.DataFrame, x_val: pd.DataFrame, y: dict[str, np.ndarray],
+                  cats: dict[str, list[str]], lgb_overrides: dict | None, trials: int, study_storage: str | None,
+                  say: Callable[[str], None], seconds: dict[str, float]
+                  ) -> tuple[CreditRatingModel, dict[str, object], pd.DataFrame, np.ndarray, dict[str, float]]:
+    """Monotone LightGBM early-stopped and isotonically calibrated on the validation months.
+
+    Returns (artefact, params, importance by gain, validation PD, LightGBM-only metrics)."""
+    columns = list(x_train.columns)
     t = time.perf_counter()
     params, rounds, stop = lgb_params(cfg, lgb_overrides)
     if cfg.monotone:
@@ -111,26 +163,11 @@ def train_credit_rating(ws: Path, cfg: CreditRatingConfig | None = None, profile
         reason_text={r: (t.zh, t.en) for r, t in codes.reasons.items()})
     booster.best_iteration = booster.best_iteration or booster.current_iteration()
     p_val = np.clip(calibrator.predict(raw_val), 1e-5, 1 - 1e-5)
-    p_test = model.pd12(x_test)
-    p_train = model.pd12(x_train)
-
-    metrics: dict[str, float] = {}
-    for split, p in (("train", p_train), ("validation", p_val), ("test", p_test)):
-        metrics.update({f"{split}_{k}": v for k, v in discrimination(y[split], p).items()})
-    grades = calibration_by_grade(y["test"], p_test, scale)
-    metrics["test_grades_inside"] = float(grades.loc[grades["n"] > 0, "inside"].sum())
-    metrics["test_grades_populated"] = float((grades["n"] > 0).sum())
-    metrics["test_share_aaa_bb"] = float(grades.loc[grades["grade"].isin(["AAA", "AA", "A", "BBB", "BB"]), "share"].sum())
-    metrics["psi_score_validation_to_test"] = psi(p_val, p_test)
-    metrics["trees"] = float(booster.best_iteration)
-    metrics.update({f"test_{k}": v for k, v in oracle_comparison(rows.loc[masks["test"]], p_test, ws).items()})
     imp = pd.DataFrame({"feature": columns, "gain": booster.feature_importance("gain")}).sort_values(
         "gain", ascending=False, ignore_index=True)
-    return TrainedRating(model=model, params=params | {"num_boost_round": rounds, "early_stopping_rounds": stop,
-                                                       "optuna_trials": trials},
-                         metrics=metrics, grade_table=grades, importance=imp, rows=rows, test_pd=p_test,
-                         windows={s: _window(rows, s) for s in ("train", "validation", "test")}, seconds=seconds,
-                         test_y=y["test"])
+    params |= {"model_type": "lightgbm", "num_boost_round": rounds, "early_stopping_rounds": stop,
+               "optuna_trials": trials}
+    return model, params, imp, p_val, {"trees": float(booster.best_iteration)}
 
 
 SEARCH_SPACE = {

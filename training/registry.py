@@ -141,6 +141,7 @@ def log_rating_model(ws: Path, trained, cfg, config_path: Path, store, profile: 
         "config_sha256": file_sha256(config_path),
         "rating_scale_sha256": file_sha256(config_path.parent.parent / "rating_scale.yaml"),
         "profile": profile.name,
+        "model_type": str(trained.params.get("model_type", "lightgbm")),   # lightgbm | scorecard
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -156,6 +157,8 @@ def log_rating_model(ws: Path, trained, cfg, config_path: Path, store, profile: 
                 rows.to_parquet(t / "training_rows.parquet", index=False)
                 trained.grade_table.to_csv(t / "calibration_by_grade.csv", index=False)
                 trained.importance.to_csv(t / "feature_importance.csv", index=False)
+                for name, table in getattr(trained, "tables", {}).items():   # e.g. the scorecard's bins and points
+                    table.to_csv(t / f"{name}.csv", index=False)
                 mlflow.log_artifacts(tmp, artifact_path="evaluation")
             if trained.test_y is not None:
                 from training.plots import write_plots
@@ -219,7 +222,8 @@ def compare_versions(model: str) -> pd.DataFrame:
     rows = []
     for mv in sorted(client.search_model_versions(f"name='{model}'"), key=lambda m: int(m.version)):
         m = run_metrics(mv.run_id)
-        rows.append({"version": int(mv.version), "aliases": ",".join(mv.aliases),
+        rows.append({"version": int(mv.version), "model": mv.tags.get("model_type", "lightgbm"),
+                     "aliases": ",".join(mv.aliases),
                      "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).strftime("%Y-%m-%d %H:%M"),
                      "test_auc": m.get("test_auc"), "test_ks": m.get("test_ks"), "test_brier": m.get("test_brier"),
                      "model/oracle": m.get("test_model_oracle_auc_ratio"),
