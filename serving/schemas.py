@@ -75,9 +75,12 @@ class ScoreAnswer(BaseModel):
     purpose: str
     data_as_of: str
     model: ModelRef
-    pd12: float = Field(description="calibrated probability of a serious credit event within 12 months")
-    score: int = Field(description="credit score 0-1000 (600 at odds 50:1, 50 points to double the odds)")
-    grade: str = Field(description="master-scale grade AAA..C")
+    pd12: float = Field(description="calibrated probability of a serious credit event within 12 months "
+                                    "(1.0 for a firm in default)")
+    score: int | None = Field(description="credit score 0-1000 (600 at odds 50:1, 50 points to double the odds); "
+                                          "none for a firm in default")
+    grade: str = Field(description="master-scale grade AAA..C, or D for a firm in default")
+    in_default: bool = Field(description="a serious credit event became known within the last 12 months")
     reasons: list[Reason]
     credit_index: CreditIndex
     receipt_id: str

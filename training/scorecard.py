@@ -138,11 +138,11 @@ def _extract(ob, names: list[str] | None) -> _Binned:
                    missing_woe=float(missing["WoE"]), iv=float(bt.loc["Totals", "IV"]), rows=rows)
 
 
-def _woe_model(binned: dict[str, _Binned], columns: list[str], categories: dict[str, list[str]],
+def _woe_model(binned: dict[str, _Binned], columns: list[str], categories: dict[str, list[str]], scale: RatingScale,
                coef: dict[str, float] | None = None, intercept: float = 0.0, **kw) -> ScorecardRatingModel:
-    """An artefact whose column terms are coefficient x WoE (coefficient 1: the WoE itself)."""
+    """An artefact whose column terms are coefficient x WoE (coefficient 1: the WoE itself, which lets the
+    fitting read WoE through exactly the transform serving uses)."""
     k = coef or dict.fromkeys(columns, 1.0)
-    scale = kw.pop("scale", None) or load_rating_scale()
     return ScorecardRatingModel(
         columns=columns, categories={c: categories[c] for c in columns if c in categories},
         splits={c: binned[c].splits for c in columns},
@@ -201,7 +201,7 @@ def fit_scorecard(x_train: pd.DataFrame, y_train: np.ndarray, x_val: pd.DataFram
     screened = screen(x_train, y_train, categories, spec)
     candidates = list(screened.index)
     binned = bin_columns(x_train, y_train, candidates, categories, trends(candidates, categories, spec), spec)
-    woe = _woe_model(binned, candidates, categories, scale=scale).terms(x_train[candidates])
+    woe = _woe_model(binned, candidates, categories, scale).terms(x_train[candidates])
     chosen = select(woe, candidates, {c: b.iv for c, b in binned.items()}, spec)
     if not chosen:
         raise ZhouxinError(f"no column reaches the scorecard's min_iv {spec.min_iv} on the train months")
@@ -209,14 +209,14 @@ def fit_scorecard(x_train: pd.DataFrame, y_train: np.ndarray, x_val: pd.DataFram
     intercept, coef = fit_logistic(woe[:, idx], y_train, chosen, spec.logistic_c)
     columns = [c for c in chosen if c in coef]
 
-    proto = _woe_model(binned, columns, categories, coef, intercept, scale=scale)
+    proto = _woe_model(binned, columns, categories, scale, coef, intercept)
     raw_val = proto.raw(x_val[columns])
     platt = fit_platt(raw_val, y_val) if spec.calibration == "platt" else None
     iso = fit_isotonic(raw_val, y_val) if spec.calibration == "isotonic" else None
     reason = column_reasons(columns, codes)
     terms = proto.terms(x_train[columns])
     base = (dict(zip(columns, terms.mean(axis=0), strict=True)) if spec.reason_baseline == "mean" else None)
-    model = _woe_model(binned, columns, categories, coef, intercept, scale=scale, platt=platt, isotonic=iso,
+    model = _woe_model(binned, columns, categories, scale, coef, intercept, platt=platt, isotonic=iso,
                        feature_service=feature_service, column_reason=reason,
                        reason_text={r: (t.zh, t.en) for r, t in codes.reasons.items()},
                        reason_base=base, top_reasons=spec.top_reasons)

@@ -97,6 +97,19 @@ def _risk_features() -> tuple[MartFeature, ...]:
     return risk_indicator_features()
 
 
+def _credit_events(ctx: MartContext) -> pd.DataFrame:
+    from data.marts.credit_events import build_credit_event_mart
+
+    return build_credit_event_mart(ctx.con, ctx.months, ctx.events)
+
+
+@cache
+def _credit_event_features() -> tuple[MartFeature, ...]:
+    from data.marts.credit_events import CREDIT_EVENT_FEATURES
+
+    return CREDIT_EVENT_FEATURES
+
+
 MARTS: tuple[Mart, ...] = (
     Mart("equity", "equity penetration, actual controllers, association groups, contagion", _equity,
          _equity_features),
@@ -104,6 +117,8 @@ MARTS: tuple[Mart, ...] = (
          _indicators, _indicator_features),
     Mart("risk_indicators", "1,000+ declared risk indicators (signal x window x aggregation)", _risk,
          _risk_features, stream=_risk_stream),
+    Mart("credit_events", "the firm's own serious credit events: in default (grade D) and history", _credit_events,
+         _credit_event_features),
 )
 
 

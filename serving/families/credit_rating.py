@@ -14,6 +14,8 @@ from data.feature_store.profile_blocks import expand_blocks
 from serving.config import FamilySpec
 
 TIMESTAMP_TYPES = ("UnixTimestamp",)
+IN_DEFAULT = "mart_credit_events__in_default"
+DEFAULT_REASON = "serious_credit_event"
 
 
 def _days_before(as_of: datetime, value: Any) -> float | None:
@@ -41,13 +43,15 @@ class CreditRatingFamily:
                  view_types: dict[str, dict[str, str]]) -> None:
         self.registered_model, self.version, self.model = spec.registered_model, version, model
         used = model.used_columns()
-        index_refs = expand_blocks(view_fields)["credit_index"]
+        blocks = expand_blocks(view_fields)
+        index_refs, event_refs = blocks["credit_index"], blocks["credit_events"]
         self.index_columns = [r.replace(":", "__", 1) for r in index_refs]
-        self.feature_refs = sorted({c.replace("__", ":", 1) for c in used} | set(index_refs))
+        self.feature_refs = sorted({c.replace("__", ":", 1) for c in used} | set(index_refs) | set(event_refs))
         self.date_columns = {c for c in used
                              if view_types.get(c.split("__", 1)[0], {}).get(c.split("__", 1)[1]) in TIMESTAMP_TYPES}
 
     def answer(self, vectors: list[dict[str, Any]], as_of: datetime) -> list[dict[str, Any]]:
+        """PD/score/grade/reasons from the champion; a firm in default (§0) is grade D and not scored."""
         rows = [{c: (_days_before(as_of, v) if c in self.date_columns else v) for c, v in vec.items()}
                 for vec in vectors]
         x = self.model.encode(rows)
@@ -57,9 +61,13 @@ class CreditRatingFamily:
         out = []
         for i, vec in enumerate(vectors):
             idx = {c.split("__", 1)[1]: vec.get(c) for c in self.index_columns}
-            codes = [c for c in reasons.iloc[i].tolist() if c is not None]
+            in_default = vec.get(IN_DEFAULT) is True
+            codes = [DEFAULT_REASON] if in_default else [c for c in reasons.iloc[i].tolist() if c is not None]
             out.append({
-                "pd12": round(float(p[i]), 6), "score": int(scores[i]), "grade": str(grades[i]),
+                "pd12": 1.0 if in_default else round(float(p[i]), 6),
+                "score": None if in_default else int(scores[i]),
+                "grade": "D" if in_default else str(grades[i]),
+                "in_default": in_default,
                 "reasons": [{"code": c, "zh": self.model.reason_texts(c)[0], "en": self.model.reason_texts(c)[1]}
                             for c in codes],
                 "credit_index": {"cci": _number(idx.get("cci")), "tier": idx.get("cci_tier"),

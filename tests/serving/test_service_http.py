@@ -56,7 +56,10 @@ def served(small_built_features, register_champion, tmp_path_factory):
 
     engine = open_operational(load_profile("local").operational.resolved(ws))
     mart = pd.read_parquet(ws / "features" / "sources" / "mart_indicators.parquet", columns=["uscc", "cci"])
-    firms = sorted(mart.dropna()["uscc"].unique())[:6]
+    ev = pd.read_parquet(ws / "features" / "sources" / "mart_credit_events.parquet")
+    last = ev[ev["event_timestamp"] == ev["event_timestamp"].max()]
+    in_default = set(last.loc[last["in_default"].astype(bool), "uscc"])
+    firms = sorted(set(mart.dropna()["uscc"]) - in_default)[:6]
     purposes = load_serving_config().purposes
     keys = {inst: issue_key(engine, inst) for inst in ("LSB1", "LSB2")}
     revoked = issue_key(engine, "LSB3")
@@ -66,6 +69,8 @@ def served(small_built_features, register_champion, tmp_path_factory):
                   starts=datetime.now(UTC) - timedelta(days=40))                      # expired 10 days ago
     grant_consent(engine, firms[2], "LSB1", "post_loan_monitoring", ["basic_profile"], 30, purposes)
     grant_consent(engine, firms[3], "LSB1", "loan_application", ["full_profile"], 30, purposes)
+    defaulted = sorted(in_default)[0]                         # the small world has firms in default
+    grant_consent(engine, defaulted, "LSB1", "loan_application", ["basic_profile"], 30, purposes)
     engine.dispose()
 
     port = _free_port()
@@ -91,7 +96,8 @@ def served(small_built_features, register_champion, tmp_path_factory):
     if proc.poll() is not None or httpx.get(f"{url}/readyz", timeout=2).status_code != 200:
         os.killpg(proc.pid, signal.SIGKILL)
         pytest.fail(f"service did not become ready:\n{(ws / 'serve.log').read_text()[-4000:]}")
-    yield {"url": url, "ws": ws, "env": env, "firms": firms, "keys": keys, "revoked": revoked, "version": version}
+    yield {"url": url, "ws": ws, "env": env, "firms": firms, "keys": keys, "revoked": revoked, "version": version,
+           "defaulted": defaulted}
     os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=20)
@@ -140,6 +146,7 @@ def test_score_answers_pd_score_grade_reasons_and_sub_indices(served):
     assert r.status_code == 200, r.text
     a = r.json()
     assert a["uscc"] == s["firms"][0] and a["model"] == {"name": "credit-rating", "version": s["version"]}
+    assert a["in_default"] is False
     assert 0 < a["pd12"] < 1 and a["grade"] in {"AAA", "AA", "A", "BBB", "BB", "B", "CCC", "CC", "C"}
     expected = round(600 + 50 / math.log(2) * math.log((1 - a["pd12"]) / a["pd12"] / 50))
     assert abs(a["score"] - min(1000, max(0, expected))) <= 1          # pd12 in the body is rounded to 1e-6
@@ -150,6 +157,17 @@ def test_score_answers_pd_score_grade_reasons_and_sub_indices(served):
     mart = pd.read_parquet(s["ws"] / "features" / "sources" / "mart_indicators.parquet")
     last = mart[mart["uscc"] == s["firms"][0]].sort_values("event_timestamp").iloc[-1]
     assert a["credit_index"]["cci"] == pytest.approx(float(last["cci"]), rel=1e-5)   # the online value
+
+
+def test_a_firm_in_default_is_grade_d_and_not_scored(served):
+    s = served
+    r = _post(s, "/v1/score", {"uscc": s["defaulted"], "purpose": "loan_application"}, s["keys"]["LSB1"])
+    assert r.status_code == 200, r.text
+    a = r.json()
+    assert (a["grade"], a["pd12"], a["score"], a["in_default"]) == ("D", 1.0, None, True)
+    assert [x["code"] for x in a["reasons"]] == ["serious_credit_event"]
+    healthy = _post(s, "/v1/score", {"uscc": s["firms"][0], "purpose": "loan_application"}, s["keys"]["LSB1"]).json()
+    assert healthy["in_default"] is False or healthy["grade"] == "D"
 
 
 def test_without_a_live_consent_the_answer_is_403_and_reveals_nothing(served):

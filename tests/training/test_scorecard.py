@@ -165,6 +165,8 @@ def test_reasons_are_business_codes_that_raise_the_pd(world):
 
 
 def _value_in_bin(model: ScorecardRatingModel, c: str, b: int):
+    if model.missing_logit[c] < min(model.logit[c]):        # a missing value is the best "bin"
+        return np.nan
     if c in model.bin_of_code:
         return pd.Categorical([model.categories[c][next(k for k, v in model.bin_of_code[c].items() if v == b)]],
                               categories=model.categories[c])[0]
