@@ -89,10 +89,17 @@ class Zhouxin:
     def __is_ready__(self) -> bool:
         return self.gw.ready()[0]
 
+    def _unavailable(self, ctx: bentoml.Context) -> JSONResponse | None:
+        """503 naming what is missing (no champion registered, online store never materialized)."""
+        ok, why = self.gw.ready()
+        return None if ok else _error(ctx, 503, {"error": "unavailable", "detail": why})
+
     @bentoml.api(route="/v1/score", input_spec=ScoreRequest)
     def score(self, ctx: bentoml.Context, **req: Any) -> ScoreAnswer:
         """PD, score, grade, reasons and credit sub-indices of one firm the caller is authorised for."""
         scope = ctx.request.scope
+        if (down := self._unavailable(ctx)) is not None:
+            return down
         rows, receipts = self.gw.score(scope[CALLER], [req["uscc"]], req["purpose"], "score", scope[REQUEST_ID])
         status, body = rows[0]
         if status != 200:
@@ -110,6 +117,8 @@ class Zhouxin:
         if len(set(req["usccs"])) != len(req["usccs"]):
             return _error(ctx, 400, {"error": "duplicate_items", "detail": "usccs lists a firm more than once"})
         scope = ctx.request.scope
+        if (down := self._unavailable(ctx)) is not None:
+            return down
         rows, _ = self.gw.score(scope[CALLER], req["usccs"], req["purpose"], "batch_score", scope[REQUEST_ID])
         items = []
         for status, body in rows:
@@ -124,6 +133,8 @@ class Zhouxin:
     def profile(self, ctx: bentoml.Context, **req: Any) -> ProfileAnswer:
         """One enterprise, one file: registration, ownership, credit index, indicators and rating."""
         scope = ctx.request.scope
+        if (down := self._unavailable(ctx)) is not None:
+            return down
         outcome = self.gw.profile(scope[CALLER], req["uscc"], req["purpose"], scope[REQUEST_ID])
         if outcome.status != 200:
             return _error(ctx, outcome.status, outcome.body)

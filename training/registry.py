@@ -222,8 +222,9 @@ def compare_versions(model: str) -> pd.DataFrame:
     rows = []
     for mv in sorted(client.search_model_versions(f"name='{model}'"), key=lambda m: int(m.version)):
         m = run_metrics(mv.run_id)
+        aliases = client.get_model_version(model, mv.version).aliases   # search results carry none (MLflow 3)
         rows.append({"version": int(mv.version), "model": mv.tags.get("model_type", "lightgbm"),
-                     "aliases": ",".join(mv.aliases),
+                     "aliases": ",".join(aliases),
                      "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).strftime("%Y-%m-%d %H:%M"),
                      "test_auc": m.get("test_auc"), "test_ks": m.get("test_ks"), "test_brier": m.get("test_brier"),
                      "model/oracle": m.get("test_model_oracle_auc_ratio"),

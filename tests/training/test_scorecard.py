@@ -251,7 +251,9 @@ def test_registers_loads_back_and_the_gate_keeps_the_better_champion(world, tmp_
     assert str(client.get_model_version_by_alias(cfg.model_name, CHALLENGER).version) == v2
     assert client.get_model_version(cfg.model_name, v2).tags["model_type"] == "scorecard"
     assert client.get_run(run2).data.params["model_type"] == "scorecard"
-    assert compare_versions(cfg.model_name)["model"].tolist() == ["lightgbm", "scorecard"]
+    table = compare_versions(cfg.model_name)
+    assert table["model"].tolist() == ["lightgbm", "scorecard"]
+    assert table["aliases"].tolist() == [CHAMPION, CHALLENGER]
     assert "evaluation/scorecard.csv" in {a.path for a in client.list_artifacts(run2, "evaluation")}
     table = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=run2, artifact_path="evaluation/scorecard.csv",
                                                             dst_path=str(tmp_path / "dl")))
