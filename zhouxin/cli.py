@@ -98,6 +98,8 @@ def run(
     calibrated = run_calibration(ws)
     if not calibrated:
         console.print("[yellow]Some calibration targets missed: see the report above.")
+    console.print(f"Done. Workspace {ws}. Next: `make serve` (bank API on :3000; issue a key with "
+                  "`zhouxin serve keys issue LSB1`, a consent with `zhouxin serve consent grant …`).")
 
 
 @app.command("profile")
