@@ -121,6 +121,8 @@ def _extract(ob, names: list[str] | None) -> _Binned:
     body = bt.drop(index="Totals", errors="ignore")
     n_bins = len(ob.splits) if names is not None else len(ob.splits) + 1
     bins, missing = body.iloc[:n_bins], body.iloc[n_bins + 1]          # between them: the (empty) Special bin
+    if [str(body.iloc[n_bins]["Bin"]), str(missing["Bin"])] != ["Special", "Missing"]:
+        raise ZhouxinError(f"{ob.name}: unexpected optbinning table layout (Special, Missing rows not found)")
     if names is None:
         bin_of_code, splits = None, [float(s) for s in ob.splits]
         edges = [-np.inf, *splits, np.inf]

@@ -51,6 +51,25 @@ def build(workspace: WorkspaceOpt = None, profile: ProfileOpt = None,
     run_features(workspace or workspace_dir(), profile, start, end)
 
 
+@app.command("marts")
+def marts_cmd(names: Annotated[list[str], typer.Argument(help="mart names, e.g. credit_events")],
+              workspace: WorkspaceOpt = None, profile: ProfileOpt = None) -> None:
+    """Rebuild only these marts, re-apply the definitions and materialize just their views."""
+    from data.feature_store.pipeline import rebuild_marts
+    from kernel.errors import ZhouxinError
+    from kernel.profile import load_profile
+
+    try:
+        with console.status("rebuilding marts…") as status:
+            rows = rebuild_marts(workspace or workspace_dir(), names, load_profile(profile),
+                                 progress=lambda step: status.update(f"marts: {step} done"))
+    except ZhouxinError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    for name, n in rows.items():
+        console.print(f"mart {name}: {n:,} rows rebuilt, applied and materialized")
+
+
 @app.command()
 def apply(workspace: WorkspaceOpt = None, profile: ProfileOpt = None) -> None:
     """Register the generated definitions (views of existing sources, FeatureServices) in the registry."""

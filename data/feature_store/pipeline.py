@@ -127,3 +127,25 @@ def build_features(ws: Path, profile: Profile | None = None, start: str | None =
     s.online_values = sum(r.values for r in results)
     s.seconds["materialize"] = time.perf_counter() - t
     return s
+
+
+def rebuild_marts(ws: Path, names: Sequence[str], profile: Profile | None = None,
+                  progress: Callable[[str], None] | None = None) -> dict[str, int]:
+    """Rebuild only the named marts (a new or changed mart), re-apply the definitions and materialize just
+    their views online; the sources and the other marts stay as they are. Returns rows per mart."""
+    from data.feature_store.bulk import bulk_materialize
+    from data.feature_store.store import apply_definitions, open_store
+    from data.feature_store.training_set import view_sources
+
+    known = {m.name for m in mart_views()}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise ZhouxinError(f"unknown mart(s) {unknown}; known: {sorted(known)}")
+    profile = profile or load_profile()
+    start, end = world_months(ws)
+    rows = build_marts(ws, start, end, names=list(names), progress=progress)
+    store = open_store(ws, profile)
+    apply_definitions(store, definitions(ws))
+    end_ts = datetime.combine(month_ends(end, end)[0], datetime.max.time())
+    bulk_materialize(store, view_sources(store, [mart_view_name(n) for n in names]), as_of=end_ts, progress=progress)
+    return rows

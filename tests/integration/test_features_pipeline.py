@@ -74,3 +74,27 @@ def test_enterprise_profile_is_point_in_time_and_refuses_unknown_firms(built):
         enterprise_profile(ws, "91330900MA2A00009P", date(2018, 9, 30), load_profile("local"))   # valid, unknown
     with pytest.raises(ZhouxinError, match="check character"):
         enterprise_profile(ws, row["uscc"][:-1] + ("0" if row["uscc"][-1] != "0" else "1"), date(2018, 9, 30))
+
+
+def test_one_mart_can_be_rebuilt_and_rematerialized_alone(built, tmp_path):
+    import shutil
+
+    from data.feature_store.pipeline import rebuild_marts
+    from kernel.errors import ZhouxinError
+
+    ws, summary = built
+    copy = tmp_path / "ws"
+    shutil.copytree(ws, copy)
+    (copy / "features" / "online.db").unlink()                 # prove the mart's view is written again
+    store = open_store(copy, load_profile("local"))
+    from data.feature_store.pipeline import definitions
+    from data.feature_store.store import apply_definitions
+
+    apply_definitions(store, definitions(copy))
+    rows = rebuild_marts(copy, ["credit_events"], load_profile("local"))
+    assert rows == {"credit_events": summary.mart_rows["credit_events"]}
+    online = online_features(open_store(copy, load_profile("local")), [sorted(pd.read_parquet(
+        sources_dir(copy) / "mart_credit_events.parquet")["uscc"])[0]], ["mart_credit_events:serious_event_triggers"])
+    assert online["mart_credit_events__serious_event_triggers"].notna().all()
+    with pytest.raises(ZhouxinError, match="unknown mart"):
+        rebuild_marts(copy, ["no_such_mart"], load_profile("local"))
