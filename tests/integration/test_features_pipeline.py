@@ -86,11 +86,6 @@ def test_one_mart_can_be_rebuilt_and_rematerialized_alone(built, tmp_path):
     copy = tmp_path / "ws"
     shutil.copytree(ws, copy)
     (copy / "features" / "online.db").unlink()                 # prove the mart's view is written again
-    store = open_store(copy, load_profile("local"))
-    from data.feature_store.pipeline import definitions
-    from data.feature_store.store import apply_definitions
-
-    apply_definitions(store, definitions(copy))
     rows = rebuild_marts(copy, ["credit_events"], load_profile("local"))
     assert rows == {"credit_events": summary.mart_rows["credit_events"]}
     online = online_features(open_store(copy, load_profile("local")), [sorted(pd.read_parquet(
