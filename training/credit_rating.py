@@ -22,7 +22,7 @@ from data.feature_store.training_set import view_sources
 from data.marts.grid import month_ends
 from kernel.profile import Profile, load_profile
 from training.config import CreditRatingConfig, load_credit_rating_config
-from training.evaluation import calibration_by_grade, discrimination, oracle_comparison, psi
+from training.evaluation import calibration_by_grade, discrimination, metrics_by_group, oracle_comparison, psi
 from training.fitting import fit_early_stopped, fit_isotonic, fitting_matrix, lgb_params
 from training.monotone import monotone_constraints
 from training.panel import build_panel, to_matrix
@@ -119,9 +119,31 @@ def train_credit_rating(ws: Path, cfg: CreditRatingConfig | None = None, profile
     metrics["psi_score_validation_to_test"] = psi(p_val, p_test)
     metrics |= extra
     metrics.update({f"test_{k}": v for k, v in oracle_comparison(rows.loc[masks["test"]], p_test, ws).items()})
+    by_group = _by_group(rows, panel.features, masks, {"train": p_train, "validation": p_val, "test": p_test})
+    tables = {**tables, "metrics_by_group": by_group}
+    test_sectors = by_group[(by_group["split"] == "test") & (by_group["dimension"] == "sector")]
+    metrics["test_auc_min_sector"] = float(test_sectors["auc"].min())
+    metrics["test_psi_max_sector"] = float(test_sectors["psi_vs_train"].max())
     return TrainedRating(model=rating, params=params, metrics=metrics, grade_table=grades, importance=importance,
                          rows=rows, test_pd=p_test, windows={s: _window(rows, s) for s in ("train", "validation", "test")},
                          seconds=seconds, test_y=y["test"], tables=tables)
+
+
+def _by_group(rows: pd.DataFrame, features, masks: dict[str, np.ndarray],
+              pds: dict[str, np.ndarray]) -> pd.DataFrame:
+    """AUC / KS / Brier / PSI per as-of year and Zhoushan sector group, for every split."""
+    from data.marts.credit_index import zhoushan_sector
+
+    col = "ent_registration__industry_code"
+    industry = (features.column(col).to_pandas() if col in features.column_names
+                else pd.Series(None, index=range(len(rows)), dtype=object))
+    parts = []
+    for split, m in masks.items():
+        part = pd.DataFrame({"split": split, "y": rows.loc[m, "y"].to_numpy(), "pd": pds[split],
+                             "year": pd.to_datetime(rows.loc[m, "as_of"]).dt.year.to_numpy(),
+                             "sector": zhoushan_sector(industry[m].reset_index(drop=True)).fillna("unknown").to_numpy()})
+        parts.append(part)
+    return metrics_by_group(pd.concat(parts, ignore_index=True), pds["train"])
 
 
 def _fit_lightgbm(cfg: CreditRatingConfig, x_train: pd.DataFrame, x_val: pd.DataFrame, y: dict[str, np.ndarray],

@@ -59,6 +59,30 @@ def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+def metrics_by_group(frame: pd.DataFrame, reference_pd: np.ndarray,
+                     dimensions: tuple[str, ...] = ("year", "sector")) -> pd.DataFrame:
+    """Discrimination, calibration in the large and stability per group.
+
+    `frame` has columns split, y, pd and one column per dimension; each (split, dimension, group) row gets
+    n, events, AUC, KS, Brier, mean PD vs event rate, and the PSI of its PD distribution against the same
+    group in the training months (against `reference_pd`, all training months, where the group has no
+    training rows, e.g. a later year). Groups with one class get NaN AUC/KS rather than a number.
+    """
+    rows = []
+    train = frame[frame["split"] == "train"]
+    for dim in dimensions:
+        reference = {k: g["pd"].to_numpy() for k, g in train.groupby(dim, dropna=False)}
+        for (split, group), g in frame.groupby(["split", dim], sort=True, dropna=False):
+            ref = reference.get(group)
+            ref = reference_pd if ref is None or len(ref) < 50 else ref
+            d = discrimination(g["y"].to_numpy(), g["pd"].to_numpy())
+            rows.append({"split": split, "dimension": dim, "group": str(group), "n": len(g),
+                         "events": int(g["y"].sum()), "auc": d["auc"], "ks": d["ks"],
+                         "brier": float(np.mean((g["pd"] - g["y"]) ** 2)), "mean_pd": float(g["pd"].mean()),
+                         "event_rate": float(g["y"].mean()), "psi_vs_train": psi(ref, g["pd"].to_numpy())})
+    return pd.DataFrame(rows)
+
+
 def oracle_comparison(rows: pd.DataFrame, p: np.ndarray, ws: Path) -> dict[str, float]:
     """AUC of the oracle PD on the same rows and labels, and the model/oracle AUC ratio (empty when the
     workspace holds no simulated truth, e.g. real data).
