@@ -55,6 +55,9 @@ def run_train_credit_rating(ws: Path, profile: str | None = None, trials: int = 
                   + (f"{len(trained.model.columns):,} features, {m['trees']:.0f} trees" if "trees" in m
                      else f"scorecard of {len(trained.model.columns)} features (bins and points: "
                           "evaluation/scorecard.csv)"))
+    if "test_auc_min_sector" in m:
+        console.print(f"by sector group (test year): lowest AUC {m['test_auc_min_sector']:.3f}, largest PSI vs the "
+                      f"same group's training months {m['test_psi_max_sector']:.2f} (evaluation/metrics_by_group.csv)")
     console.print(("[green]promoted to champion: " if gate.promoted else "[yellow]registered as challenger: ")
                   + gate.reason)
 
