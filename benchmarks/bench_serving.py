@@ -216,6 +216,8 @@ def main() -> None:
     ap.add_argument("--workspace", type=Path, default=None)
     ap.add_argument("--seconds", type=float, default=20.0, help="duration of each load run")
     ap.add_argument("--clients", default="1,4", help="client processes per run (comma-separated)")
+    ap.add_argument("--workers", default="1,2", help="service workers per run (comma-separated)")
+    ap.add_argument("--skip-in-process", action="store_true", help="skip the in-process phase costs")
     ap.add_argument("--soak-seconds", type=float, default=600.0, help="0 skips the soak")
     ap.add_argument("--firms", type=int, default=200)
     ap.add_argument("--port", type=int, default=3170)
@@ -225,11 +227,12 @@ def main() -> None:
     bw = bench_workspace(ws)
     key, firms = prepare(bw, args.firms)
     result: dict[str, object] = {"workspace": str(ws), "firms": len(firms), "cpu_count": os.cpu_count()}
-    print("in-process phases …", flush=True)
-    result["in_process"] = in_process(bw, key, firms)
-    print(result["in_process"], flush=True)
+    if not args.skip_in_process:
+        print("in-process phases …", flush=True)
+        result["in_process"] = in_process(bw, key, firms)
+        print(result["in_process"], flush=True)
     runs = []
-    for workers in (1, 2):
+    for workers in (int(w) for w in args.workers.split(",")):
         server = Server(bw, workers, args.port)
         try:
             load(server.url, "/v1/score", key, firms, 1, 3)                   # warm-up
