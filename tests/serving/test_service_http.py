@@ -306,8 +306,11 @@ def test_the_champion_artefact_loads_without_the_training_package(served):
     code = ("import sys; sys.modules['training'] = None\n"        # any `import training...` now fails
             "import json, mlflow, pandas as pd\n"
             f"mlflow.set_tracking_uri({uri!r})\n"
-            "m = mlflow.pyfunc.load_model('models:/credit-rating@champion')\n"
-            "out = m.predict(pd.DataFrame({'mart_indicators__cci': [20.0, 90.0]}))\n"
+            f"m = mlflow.pyfunc.load_model('models:/credit-rating/{s['version']}')\n"
+            "rows = {f'mart_indicators__idx_{k}': [60.0, 60.0] for k in 'ABCDE'}\n"
+            "rows |= {'mart_indicators__cci': [20.0, 90.0], 'ent_registration__establish_date': [4000.0, 4000.0],\n"
+            "         'ent_registration__enterprise_scale': ['small', 'small']}\n"
+            "out = m.predict(pd.DataFrame(rows))\n"
             "print(json.dumps(out['pd12'].tolist()))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=s["env"])
     assert r.returncode == 0, r.stderr[-3000:]
