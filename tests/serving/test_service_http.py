@@ -283,7 +283,7 @@ def test_schemathesis_finds_no_server_error(served, tmp_path):
                         "-H", f"Authorization: Bearer {s['keys']['LSB1']}", "--max-examples", "40", "--seed", "7",
                         "--phases", "examples,coverage,fuzzing", "--report", "junit",
                         "--report-dir", str(tmp_path)],
-                       capture_output=True, text=True, timeout=600, env=s["env"])
+                       capture_output=True, text=True, timeout=600, env=s["env"], cwd=tmp_path)   # its cache
     assert r.returncode == 0, r.stdout[-6000:]
 
 
