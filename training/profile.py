@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from data.feature_store.profile_blocks import expand_blocks, registered_view_fields
 from data.feature_store.store import open_store
 from data.feature_store.training_set import point_in_time_join, view_sources
 from data.marts.events import serious_credit_events
@@ -23,12 +24,6 @@ from kernel.profile import Profile, load_profile
 from kernel.uscc import normalise_uscc, uscc_problem
 from kernel.workspace import platform_dir, warehouse_db
 from training.panel import to_matrix
-
-REGISTRATION = ("ent_name", "ent_type", "ent_status", "establish_date", "registered_capital", "industry_code",
-                "district_code", "ftz_area", "enterprise_scale")
-OWNERSHIP = ("eq_actual_controller_id", "eq_controller_type", "eq_controller_ultimate_share",
-             "eq_controller_chain_length", "eq_n_terminal_holders", "eq_group_size", "eq_in_guarantee_circle",
-             "eq_related_party_risk_score", "eq_group_defaults_365d")
 
 
 def _plain(v: Any) -> Any:
@@ -57,8 +52,11 @@ def enterprise_profile(ws: Path, uscc: str, as_of: date, profile: Profile | None
     if pd.isna(row.get("ent_registration__ent_name")):
         raise ZhouxinError(f"no registration of {uscc} was known on {as_of}")
     out: dict[str, Any] = {"uscc": uscc, "as_of": str(as_of)}
-    out["registration"] = {f: _plain(row.get(f"ent_registration__{f}")) for f in REGISTRATION}
-    out["ownership"] = {f.removeprefix("eq_"): _plain(row.get(f"mart_equity__{f}")) for f in OWNERSHIP}
+    blocks = expand_blocks(registered_view_fields(store))        # the same blocks the bank API shows
+    out["registration"] = {r.split(":", 1)[1]: _plain(row.get(r.replace(":", "__", 1)))
+                           for r in blocks["registration"]}
+    out["ownership"] = {r.split(":", 1)[1].removeprefix("eq_"): _plain(row.get(r.replace(":", "__", 1)))
+                        for r in blocks["ownership"]}
     ind = {c.removeprefix("mart_indicators__"): _plain(v) for c, v in row.items()
            if str(c).startswith("mart_indicators__")}
     out["credit_index"] = {"cci": ind.get("cci"), "cci_tier": ind.get("cci_tier"), "cci_cap": ind.get("cci_cap"),
