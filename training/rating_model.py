@@ -1,7 +1,8 @@
 """The registered credit-rating artefact: booster + calibration + master scale + feature contract.
 
-Self-contained on purpose (numpy, pandas, lightgbm, sklearn only): it is shipped inside the MLflow model
-(`code_paths`), so serving loads PD -> score -> grade without importing the training stage.
+Self-contained on purpose (numpy, pandas, lightgbm, sklearn only): it is pickled by value into the MLflow
+model, so serving loads PD -> score -> grade without importing the training stage. `RatingArtefact` is the
+part every rating model shares (the scorecard in scorecard_model.py builds on it).
 """
 
 from __future__ import annotations
@@ -14,25 +15,19 @@ import numpy as np
 import pandas as pd
 
 
-class CreditRatingModel(mlflow.pyfunc.PythonModel):
-    """predict(frame of model-matrix columns) -> pd12, score, grade, reason_1..k (business reason codes)."""
+class RatingArtefact(mlflow.pyfunc.PythonModel):
+    """What every registered rating model shares, whatever computes its PD: the feature contract
+    (`columns`, `categories`, `matrix`, `encode`), the master scale (`score`, `grade`), the ranking of
+    per-column contributions into business reasons, and `predict`. Subclasses provide `pd12`, `reasons`
+    and `used_columns`."""
 
-    def __init__(self, booster: Any, calibrator: Any, columns: list[str], categories: dict[str, list[str]],
-                 score_spec: dict[str, float], grade_uppers: list[float], grade_names: list[str],
-                 feature_service: str, column_reason: dict[str, str] | None = None,
-                 reason_text: dict[str, tuple[str, str]] | None = None, top_reasons: int = 3) -> None:
-        self.booster = booster
-        self.calibrator = calibrator
-        self.columns = columns
-        self.categories = categories
-        self.score_spec = score_spec
-        self.grade_uppers = grade_uppers
-        self.grade_names = grade_names
-        self.feature_service = feature_service
-        self.column_reason = column_reason or {}
-        self.reason_text = reason_text or {}
-        self.top_reasons = top_reasons
-        self.reason_names = sorted(set(self.column_reason.values()))
+    columns: list[str]
+    categories: dict[str, list[str]]
+    score_spec: dict[str, float]
+    grade_uppers: list[float]
+    grade_names: list[str]
+    column_reason: dict[str, str]
+    reason_names: list[str]
 
     def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Align an input frame with the training columns (missing -> NaN, categories fixed)."""
@@ -42,11 +37,6 @@ class CreditRatingModel(mlflow.pyfunc.PythonModel):
             out[c] = pd.Categorical(v, categories=self.categories[c]) if c in self.categories \
                 else pd.to_numeric(v, errors="coerce").astype(np.float32)
         return pd.DataFrame(out, index=frame.index)
-
-    def used_columns(self) -> list[str]:
-        """The columns the booster splits on: all a caller needs to fetch (the rest only ever add zero)."""
-        used = np.asarray(self.booster.feature_importance("split")) > 0
-        return [c for c, u in zip(self.columns, used, strict=True) if u]
 
     def encode(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Rows of {column: value} -> the float matrix LightGBM reads (categories as their codes, absent NaN).
@@ -71,11 +61,6 @@ class CreditRatingModel(mlflow.pyfunc.PythonModel):
                         continue
         return x.astype(np.float32).astype(np.float64)     # the training matrix was float32
 
-    def pd12(self, frame: pd.DataFrame | np.ndarray) -> np.ndarray:
-        x = frame if isinstance(frame, np.ndarray) else self.matrix(frame)
-        raw = self.booster.predict(x)
-        return np.clip(self.calibrator.predict(raw), 1e-5, 1 - 1e-5)
-
     def score(self, p: np.ndarray) -> np.ndarray:
         s = self.score_spec
         raw = s["base_points"] + s["pdo"] / np.log(2) * np.log(((1 - p) / p) / s["base_odds"])
@@ -85,32 +70,32 @@ class CreditRatingModel(mlflow.pyfunc.PythonModel):
         idx = np.searchsorted(np.asarray(self.grade_uppers), p, side="right")
         return np.asarray(self.grade_names, dtype=object)[np.minimum(idx, len(self.grade_names) - 1)]
 
-    def reasons(self, frame: pd.DataFrame | np.ndarray) -> pd.DataFrame:
-        """Top business reasons raising each firm's PD: the model's per-column contributions (TreeSHAP on
-        the log-odds) summed within each reason; only reasons that push the PD up are listed."""
-        k = getattr(self, "top_reasons", 3)            # artefacts logged before reason codes have none
-        cols = [f"reason_{i + 1}" for i in range(k)]
-        index_ = frame.index if isinstance(frame, pd.DataFrame) else pd.RangeIndex(len(frame))
-        if not getattr(self, "reason_names", None):
-            return pd.DataFrame({c: [None] * len(frame) for c in cols}, index=index_)
-        x = frame if isinstance(frame, np.ndarray) else self.matrix(frame)
-        contrib = np.asarray(self.booster.predict(x, pred_contrib=True))[:, :-1]
-        index = {r: i for i, r in enumerate(self.reason_names)}
+    def _no_reasons(self, index: pd.Index) -> pd.DataFrame:
+        k = getattr(self, "top_reasons", 3)
+        return pd.DataFrame({f"reason_{i + 1}": [None] * len(index) for i in range(k)}, index=index)
+
+    def _rank_reasons(self, contrib: np.ndarray, index: pd.Index, stable: bool = False) -> pd.DataFrame:
+        """Per-column contributions to the log-odds -> the top business reasons that push the PD up
+        (summed within each reason; a reason with no positive sum is not listed)."""
+        k = getattr(self, "top_reasons", 3)
+        position = {r: i for i, r in enumerate(self.reason_names)}
         member = np.zeros((len(self.columns), len(self.reason_names)))
         for j, c in enumerate(self.columns):
             if c in self.column_reason:
-                member[j, index[self.column_reason[c]]] = 1.0
+                member[j, position[self.column_reason[c]]] = 1.0
         by_reason = contrib @ member
-        order = np.argsort(-by_reason, axis=1)[:, :k]
+        order = np.argsort(-by_reason, axis=1, kind="stable" if stable else None)[:, :k]
+        n = len(index)
         out: dict[str, Any] = {}
-        for i, c in enumerate(cols):
+        for i in range(k):
+            col = f"reason_{i + 1}"
             if i >= order.shape[1]:                    # fewer business reasons than slots
-                out[c] = np.full(len(frame), None, dtype=object)
+                out[col] = np.full(n, None, dtype=object)
                 continue
             pick = order[:, i]
-            up = by_reason[np.arange(len(frame)), pick] > 1e-9
-            out[c] = np.where(up, np.asarray(self.reason_names, dtype=object)[pick], None)
-        return pd.DataFrame(out, index=index_)
+            up = by_reason[np.arange(n), pick] > 1e-9
+            out[col] = np.where(up, np.asarray(self.reason_names, dtype=object)[pick], None)
+        return pd.DataFrame(out, index=index)
 
     def reason_texts(self, code: str | None) -> tuple[str, str] | None:
         """(zh, en) text of a reason code."""
@@ -120,3 +105,44 @@ class CreditRatingModel(mlflow.pyfunc.PythonModel):
         p = self.pd12(model_input)
         out = pd.DataFrame({"pd12": p, "score": self.score(p), "grade": self.grade(p)}, index=model_input.index)
         return out.join(self.reasons(model_input))
+
+
+class CreditRatingModel(RatingArtefact):
+    """predict(frame of model-matrix columns) -> pd12, score, grade, reason_1..k (business reason codes)."""
+
+    def __init__(self, booster: Any, calibrator: Any, columns: list[str], categories: dict[str, list[str]],
+                 score_spec: dict[str, float], grade_uppers: list[float], grade_names: list[str],
+                 feature_service: str, column_reason: dict[str, str] | None = None,
+                 reason_text: dict[str, tuple[str, str]] | None = None, top_reasons: int = 3) -> None:
+        self.booster = booster
+        self.calibrator = calibrator
+        self.columns = columns
+        self.categories = categories
+        self.score_spec = score_spec
+        self.grade_uppers = grade_uppers
+        self.grade_names = grade_names
+        self.feature_service = feature_service
+        self.column_reason = column_reason or {}
+        self.reason_text = reason_text or {}
+        self.top_reasons = top_reasons
+        self.reason_names = sorted(set(self.column_reason.values()))
+
+    def used_columns(self) -> list[str]:
+        """The columns the booster splits on: all a caller needs to fetch (the rest only ever add zero)."""
+        used = np.asarray(self.booster.feature_importance("split")) > 0
+        return [c for c, u in zip(self.columns, used, strict=True) if u]
+
+    def pd12(self, frame: pd.DataFrame | np.ndarray) -> np.ndarray:
+        x = frame if isinstance(frame, np.ndarray) else self.matrix(frame)
+        raw = self.booster.predict(x)
+        return np.clip(self.calibrator.predict(raw), 1e-5, 1 - 1e-5)
+
+    def reasons(self, frame: pd.DataFrame | np.ndarray) -> pd.DataFrame:
+        """Top business reasons raising each firm's PD: the model's per-column contributions (TreeSHAP on
+        the log-odds) summed within each reason; only reasons that push the PD up are listed."""
+        index_ = frame.index if isinstance(frame, pd.DataFrame) else pd.RangeIndex(len(frame))
+        if not getattr(self, "reason_names", None):     # artefacts logged before reason codes have none
+            return self._no_reasons(index_)
+        x = frame if isinstance(frame, np.ndarray) else self.matrix(frame)
+        contrib = np.asarray(self.booster.predict(x, pred_contrib=True))[:, :-1]
+        return self._rank_reasons(contrib, index_)

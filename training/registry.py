@@ -204,14 +204,18 @@ def _log_self_contained(model, signature, cfg):
     import cloudpickle
     import mlflow
 
-    module = sys.modules[type(model).__module__]
-    cloudpickle.register_pickle_by_value(module)
+    # the artefact's class and its bases from this package (RatingArtefact), all pickled by value
+    modules = list(dict.fromkeys(sys.modules[c.__module__] for c in type(model).__mro__
+                                 if c.__module__.split(".")[0] == __name__.split(".")[0]))
+    for module in modules:
+        cloudpickle.register_pickle_by_value(module)
     try:
-        return mlflow.pyfunc.log_model(name="model", python_model=model, code_paths=[module.__file__],
+        return mlflow.pyfunc.log_model(name="model", python_model=model, code_paths=[m.__file__ for m in modules],
                                        signature=signature, pip_requirements=cfg.pip_requirements,
                                        registered_model_name=cfg.model_name)
     finally:
-        cloudpickle.unregister_pickle_by_value(module)
+        for module in modules:
+            cloudpickle.unregister_pickle_by_value(module)
 
 
 def compare_versions(model: str) -> pd.DataFrame:

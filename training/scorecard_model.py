@@ -1,22 +1,22 @@
 """The registered WoE-scorecard artefact: bin edges + per-bin log-odds + calibration + master scale.
 
-The explainable challenger to the LightGBM `CreditRatingModel`, with the same public interface (serving
-cannot tell them apart). Self-contained on purpose (numpy and pandas; sklearn only for an isotonic
-calibrator): it is shipped inside the MLflow model (`code_paths`), and predicting needs neither optbinning
-nor the training stage — the bins, WoE and coefficients were copied out of optbinning after fitting.
+The explainable challenger to the LightGBM `CreditRatingModel`: both are `RatingArtefact`s (same feature
+contract, scale, reason ranking and predict), so serving cannot tell them apart. Predicting needs numpy and
+pandas (sklearn only for an isotonic calibrator), never optbinning nor the training stage: the bins, WoE and
+coefficients were copied out of optbinning after fitting, and both modules are pickled by value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
+from training.rating_model import RatingArtefact
 
-class ScorecardRatingModel(mlflow.pyfunc.PythonModel):
+
+class ScorecardRatingModel(RatingArtefact):
     """predict(frame of model-matrix columns) -> pd12, score, grade, reason_1..k (business reason codes).
 
     Per column j: numeric `splits[j]` (bin b holds splits[b-1] <= x < splits[b]) or, for a categorical
@@ -52,39 +52,9 @@ class ScorecardRatingModel(mlflow.pyfunc.PythonModel):
         self.top_reasons = top_reasons
         self.reason_names = sorted(set(self.column_reason.values()))
 
-    # -- the feature contract (same as CreditRatingModel) ------------------------------------------------
-    def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Align an input frame with the training columns (missing -> NaN, categories fixed)."""
-        out = {}
-        for c in self.columns:
-            v = frame[c] if c in frame.columns else pd.Series(np.nan, index=frame.index)
-            out[c] = pd.Categorical(v, categories=self.categories[c]) if c in self.categories \
-                else pd.to_numeric(v, errors="coerce").astype(np.float32)
-        return pd.DataFrame(out, index=frame.index)
-
     def used_columns(self) -> list[str]:
         """Every scorecard column: each has a non-zero coefficient (zero ones were dropped when fitting)."""
         return list(self.columns)
-
-    def encode(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Rows of {column: value} -> the float matrix over `columns` (categories as codes, absent NaN)."""
-        if getattr(self, "_position", None) is None:
-            self._position = {c: j for j, c in enumerate(self.columns)}
-            self._codes = {c: {v: float(i) for i, v in enumerate(cats)} for c, cats in self.categories.items()}
-        x = np.full((len(rows), len(self.columns)), np.nan)
-        for i, row in enumerate(rows):
-            for c, v in row.items():
-                j = self._position.get(c)
-                if j is None or v is None:
-                    continue
-                if c in self._codes:
-                    x[i, j] = self._codes[c].get(str(v), np.nan)
-                else:
-                    try:
-                        x[i, j] = float(v)
-                    except (TypeError, ValueError):
-                        continue
-        return x.astype(np.float32).astype(np.float64)     # the training matrix was float32
 
     def _numeric(self, frame: pd.DataFrame | np.ndarray) -> np.ndarray:
         if isinstance(frame, np.ndarray):
@@ -134,47 +104,12 @@ class ScorecardRatingModel(mlflow.pyfunc.PythonModel):
     def pd12(self, frame: pd.DataFrame | np.ndarray) -> np.ndarray:
         return self.calibrate(self.raw(frame))
 
-    def score(self, p: np.ndarray) -> np.ndarray:
-        s = self.score_spec
-        raw = s["base_points"] + s["pdo"] / np.log(2) * np.log(((1 - p) / p) / s["base_odds"])
-        return np.clip(np.round(raw), s["min"], s["max"])
-
-    def grade(self, p: np.ndarray) -> np.ndarray:
-        idx = np.searchsorted(np.asarray(self.grade_uppers), p, side="right")
-        return np.asarray(self.grade_names, dtype=object)[np.minimum(idx, len(self.grade_names) - 1)]
-
     def reasons(self, frame: pd.DataFrame | np.ndarray) -> pd.DataFrame:
         """Top business reasons raising each firm's PD: each column's log-odds term above its baseline (the
         best bin — the points the firm lost there — or the train mean), summed within each reason; only reasons
         whose sum is positive (that push the PD up) are listed."""
-        k = self.top_reasons
-        cols = [f"reason_{i + 1}" for i in range(k)]
         index_ = frame.index if isinstance(frame, pd.DataFrame) else pd.RangeIndex(len(frame))
         if not self.reason_names:
-            return pd.DataFrame({c: [None] * len(frame) for c in cols}, index=index_)
+            return self._no_reasons(index_)
         contrib = self.terms(frame) - np.array([self.reason_base[c] for c in self.columns])
-        index = {r: i for i, r in enumerate(self.reason_names)}
-        member = np.zeros((len(self.columns), len(self.reason_names)))
-        for j, c in enumerate(self.columns):
-            if c in self.column_reason:
-                member[j, index[self.column_reason[c]]] = 1.0
-        by_reason = contrib @ member
-        order = np.argsort(-by_reason, axis=1, kind="stable")[:, :k]
-        out: dict[str, Any] = {}
-        for i, c in enumerate(cols):
-            if i >= order.shape[1]:                    # fewer business reasons than slots
-                out[c] = np.full(len(frame), None, dtype=object)
-                continue
-            pick = order[:, i]
-            up = by_reason[np.arange(len(frame)), pick] > 1e-9
-            out[c] = np.where(up, np.asarray(self.reason_names, dtype=object)[pick], None)
-        return pd.DataFrame(out, index=index_)
-
-    def reason_texts(self, code: str | None) -> tuple[str, str] | None:
-        """(zh, en) text of a reason code."""
-        return None if code is None else tuple(self.reason_text.get(code, (code, code)))
-
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        p = self.pd12(model_input)
-        out = pd.DataFrame({"pd12": p, "score": self.score(p), "grade": self.grade(p)}, index=model_input.index)
-        return out.join(self.reasons(model_input))
+        return self._rank_reasons(contrib, index_, stable=True)

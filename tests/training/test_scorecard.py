@@ -195,7 +195,7 @@ def test_scorecard_points_add_up_to_the_served_score(world):
 
 
 def test_shares_the_lightgbm_artefact_contract():
-    """The copied contract code (encode, score, grade) must not drift from CreditRatingModel's."""
+    """The shared contract code (encode, score, grade) answers the same for both artefacts."""
     scale = load_rating_scale()
     common = {"score_spec": scale.score.model_dump(), "grade_uppers": [g.pd_upper for g in scale.grades],
               "grade_names": list(scale.grade_names), "feature_service": "credit_rating"}
