@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -38,9 +40,24 @@ def _engine(ws: Path | None, profile: str | None):
     return open_operational(load_profile(profile).operational.resolved(ws or workspace_dir()))
 
 
-def _fail(exc: Exception) -> None:
-    console.print(f"[red]error:[/red] {exc}")
-    raise typer.Exit(2)
+def _print_table(title: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """One rich table; None prints as an empty cell."""
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c)
+    for row in rows:
+        t.add_row(*("" if v is None else str(v) for v in row))
+    console.print(t)
+
+
+@contextmanager
+def _clear_errors() -> Iterator[None]:
+    """A platform error becomes one red line and exit status 2 (no traceback)."""
+    try:
+        yield
+    except ZhouxinError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
 
 
 @serve_app.command("start")
@@ -72,10 +89,8 @@ def keys_issue(institution: Annotated[str, typer.Argument(help="institution id, 
     """Issue a key; it is printed once and only its hash is kept."""
     from serving.keys import issue_key
 
-    try:
+    with _clear_errors():
         key = issue_key(_engine(workspace, profile), institution)
-    except ZhouxinError as exc:
-        _fail(exc)
     console.print(f"key for {institution} (shown once, store it now):")
     typer.echo(key)
 
@@ -89,10 +104,8 @@ def keys_rotate(institution: Annotated[str, typer.Argument(help="institution id"
     from serving.keys import rotate_key
 
     grace = load_serving_config().key_grace_days if grace_days is None else grace_days
-    try:
+    with _clear_errors():
         key = rotate_key(_engine(workspace, profile), institution, grace)
-    except ZhouxinError as exc:
-        _fail(exc)
     console.print(f"new key for {institution}; older keys expire in {grace} day(s):")
     typer.echo(key)
 
@@ -103,10 +116,8 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key id (the part
     """Revoke a key at once."""
     from serving.keys import revoke_key
 
-    try:
+    with _clear_errors():
         revoke_key(_engine(workspace, profile), key_id)
-    except ZhouxinError as exc:
-        _fail(exc)
     console.print(f"key {key_id} revoked")
 
 
@@ -115,12 +126,9 @@ def keys_list(workspace: WorkspaceOpt = None, profile: ProfileOpt = None) -> Non
     """Every key's id, institution and state (never the secret)."""
     from serving.keys import list_keys
 
-    t = Table(title="API keys")
-    for c in ("key id", "institution", "created", "expires", "revoked"):
-        t.add_column(c)
-    for k in list_keys(_engine(workspace, profile)):
-        t.add_row(k["key_id"], k["institution_id"], k["created_at"], k["expires_at"] or "", k["revoked_at"] or "")
-    console.print(t)
+    _print_table("API keys", ("key id", "institution", "created", "expires", "revoked"),
+                 [(k["key_id"], k["institution_id"], k["created_at"], k["expires_at"], k["revoked_at"])
+                  for k in list_keys(_engine(workspace, profile))])
 
 
 @consent_app.command("grant")
@@ -134,11 +142,9 @@ def consent_grant(uscc: Annotated[str, typer.Option(help="the enterprise's USCC"
     from serving.config import load_serving_config
     from serving.consent import grant_consent
 
-    try:
+    with _clear_errors():
         cid = grant_consent(_engine(workspace, profile), uscc, institution, purpose, scope or ["basic_profile"],
                             days, load_serving_config().purposes)
-    except ZhouxinError as exc:
-        _fail(exc)
     console.print(f"consent {cid}: {uscc} authorises {institution} for {purpose} ({days} days)")
 
 
@@ -148,10 +154,8 @@ def consent_revoke(consent_id: Annotated[str, typer.Argument(help="consent id")]
     """Withdraw an authorisation at once."""
     from serving.consent import revoke_consent
 
-    try:
+    with _clear_errors():
         revoke_consent(_engine(workspace, profile), consent_id)
-    except ZhouxinError as exc:
-        _fail(exc)
     console.print(f"consent {consent_id} revoked")
 
 
@@ -162,13 +166,10 @@ def consent_list(uscc: Annotated[str | None, typer.Option(help="only this firm")
     """Consents with their validity."""
     from serving.consent import list_consents
 
-    t = Table(title="consents")
-    for c in ("consent", "uscc", "institution", "purpose", "scope", "granted", "expires", "revoked"):
-        t.add_column(c)
-    for r in list_consents(_engine(workspace, profile), uscc, institution):
-        t.add_row(r["consent_id"], r["uscc"], r["institution_id"], r["purpose"], r["scope"], r["granted_at"][:19],
-                  r["expires_at"][:19], (r["revoked_at"] or "")[:19])
-    console.print(t)
+    _print_table("consents", ("consent", "uscc", "institution", "purpose", "scope", "granted", "expires", "revoked"),
+                 [(r["consent_id"], r["uscc"], r["institution_id"], r["purpose"], r["scope"], r["granted_at"][:19],
+                   r["expires_at"][:19], (r["revoked_at"] or "")[:19])
+                  for r in list_consents(_engine(workspace, profile), uscc, institution)])
 
 
 @audit_app.command("verify")
@@ -201,13 +202,10 @@ def audit_query(uscc: Annotated[str | None, typer.Option(help="firm")] = None,
         for r in rows:
             typer.echo(json.dumps(r, ensure_ascii=False))
         return
-    t = Table(title=f"audit log ({len(rows)} rows)")
-    for c in ("seq", "time", "institution", "route", "purpose", "uscc", "status", "model", "receipt"):
-        t.add_column(c)
-    for r in rows:
-        t.add_row(str(r["seq"]), r["time"][:19], r["institution_id"] or "-", r["route"], r["purpose"] or "",
-                  r["uscc"] or "", str(r["status"]), f"{r['model'] or ''} {r['model_version'] or ''}", r["receipt_id"])
-    console.print(t)
+    _print_table(f"audit log ({len(rows)} rows)",
+                 ("seq", "time", "institution", "route", "purpose", "uscc", "status", "model", "receipt"),
+                 [(r["seq"], r["time"][:19], r["institution_id"] or "-", r["route"], r["purpose"], r["uscc"],
+                   r["status"], f"{r['model'] or ''} {r['model_version'] or ''}", r["receipt_id"]) for r in rows])
 
 
 @audit_app.command("export")
@@ -230,10 +228,8 @@ def replay(receipt_id: Annotated[str, typer.Argument(help="receipt id returned w
     from kernel.profile import load_profile
     from serving.replay import replay_receipt
 
-    try:
+    with _clear_errors():
         r = replay_receipt(workspace or workspace_dir(), load_profile(profile), receipt_id)
-    except ZhouxinError as exc:
-        _fail(exc)
     if as_json:
         typer.echo(json.dumps(r.__dict__, ensure_ascii=False, default=str))
     else:

@@ -52,6 +52,10 @@ def plain(value: Any) -> Any:
     return value
 
 
+def _not_found(uscc: str) -> dict[str, Any]:
+    return {"uscc": uscc, "error": "not_found", "detail": "the platform holds no data on this enterprise"}
+
+
 def new_request_id() -> str:
     return "RQ_" + secrets.token_hex(8).upper()
 
@@ -72,6 +76,7 @@ class Gateway:
         self.blocks = expand_blocks(self._view_fields)
         self.data_as_of: datetime | None = self.features.data_as_of()
         self.families: dict[str, Family] = {}
+        self._refs_cache: dict[tuple[str, str], list[str]] = {}
         for spec in cfg.families:
             ref = champion_ref(spec)
             if ref is not None:
@@ -127,10 +132,33 @@ class Gateway:
     def _consent(self, caller: Caller, route: str, uscc: str, purpose: str) -> str | None:
         return live_consent(self.engine, caller.institution_id, uscc, purpose, self.cfg.route_scopes[route])
 
-    def _forbidden(self, caller: Caller, route: str, uscc: str, purpose: str, request_id: str) -> str:
-        return audit.append(self.engine, audit.Entry(
+    def _forbidden(self, caller: Caller, route: str, uscc: str, purpose: str, request_id: str) -> dict[str, Any]:
+        """Log the refusal; the body is the same whether or not the firm exists."""
+        rc = audit.append(self.engine, audit.Entry(
             request_id=request_id, route=route, status=403, institution_id=caller.institution_id,
             key_id=caller.key_id, purpose=purpose, uscc=uscc))
+        return {"error": "forbidden", "receipt_id": rc, "detail": NOT_PERMITTED.format(
+            inst=caller.institution_id, purpose=purpose, scope=self.cfg.route_scopes[route])}
+
+    def _log_answer(self, caller: Caller, route: str, uscc: str, purpose: str, request_id: str, consent: str,
+                    fam: Family, status: int, values: dict[str, Any] | None, body: dict[str, Any]) -> str:
+        """The audit row of an answered firm: the feature values used and the answer, before it is sent."""
+        return audit.append(self.engine, audit.Entry(
+            request_id=request_id, route=route, status=status, institution_id=caller.institution_id,
+            key_id=caller.key_id, purpose=purpose, uscc=uscc, consent_id=consent, model=fam.registered_model,
+            model_version=fam.version,
+            features=(audit.canonical({"as_of": self.data_as_of.isoformat(), "values": values})
+                      if values is not None else None),
+            answer=audit.canonical(body)))
+
+    def _profile_refs(self, fam: Family) -> list[str]:
+        """The profile blocks' refs plus the family's, computed once per loaded version."""
+        key = (fam.registered_model, fam.version)
+        refs = self._refs_cache.get(key)
+        if refs is None:
+            block_refs = [r for refs_ in self.blocks.values() for r in refs_]
+            refs = self._refs_cache[key] = sorted(set(block_refs) | set(fam.feature_refs))
+        return refs
 
     def _family(self, name: str) -> Family:
         fam = self.families.get(name)
@@ -148,12 +176,9 @@ class Gateway:
         for i, u in enumerate(usccs):
             consent = self._consent(caller, route, u, purpose)
             if consent is None:
-                rc = self._forbidden(caller, route, u, purpose, request_id)
-                scope = self.cfg.route_scopes[route]
-                results[i] = (403, {"uscc": u, "error": "forbidden", "receipt_id": rc,
-                                    "detail": NOT_PERMITTED.format(inst=caller.institution_id, purpose=purpose,
-                                                                   scope=scope)})
-                receipts.append(rc)
+                body = {"uscc": u, **self._forbidden(caller, route, u, purpose, request_id)}
+                results[i] = (403, body)
+                receipts.append(body["receipt_id"])
             else:
                 allowed.append((i, u, consent))
         if allowed:
@@ -163,18 +188,11 @@ class Gateway:
             answers = fam.answer(vectors, as_of)
             for (i, u, consent), vec, ans in zip(allowed, vectors, answers, strict=True):
                 if all(v is None for v in vec.values()):
-                    status, body = 404, {"uscc": u, "error": "not_found",
-                                         "detail": "the platform holds no data on this enterprise"}
-                    ans = None
+                    status, body = 404, _not_found(u)
                 else:
                     status, body = 200, {"uscc": u, "purpose": purpose, "data_as_of": as_of.isoformat(),
                                          "model": {"name": fam.registered_model, "version": fam.version}, **ans}
-                rc = audit.append(self.engine, audit.Entry(
-                    request_id=request_id, route=route, status=status, institution_id=caller.institution_id,
-                    key_id=caller.key_id, purpose=purpose, uscc=u, consent_id=consent,
-                    model=fam.registered_model, model_version=fam.version,
-                    features=audit.canonical({"as_of": as_of.isoformat(), "values": vec}),
-                    answer=audit.canonical(body)))
+                rc = self._log_answer(caller, route, u, purpose, request_id, consent, fam, status, vec, body)
                 body["receipt_id"] = rc
                 results[i] = (status, body)
                 receipts.append(rc)
@@ -185,17 +203,13 @@ class Gateway:
         route = "profile"
         consent = self._consent(caller, route, uscc, purpose)
         if consent is None:
-            rc = self._forbidden(caller, route, uscc, purpose, request_id)
-            return Outcome(403, {"error": "forbidden", "receipt_id": rc, "detail": NOT_PERMITTED.format(
-                inst=caller.institution_id, purpose=purpose, scope=self.cfg.route_scopes[route])}, [rc])
+            body = self._forbidden(caller, route, uscc, purpose, request_id)
+            return Outcome(403, body, [body["receipt_id"]])
         fam = self._family("credit_rating")
-        block_refs = [r for refs in self.blocks.values() for r in refs]
-        refs = sorted(set(block_refs) | set(fam.feature_refs))
-        vec = {k: plain(v) for k, v in self.features.read([uscc], refs)[0].items()}
+        vec = {k: plain(v) for k, v in self.features.read([uscc], self._profile_refs(fam))[0].items()}
         as_of = self.data_as_of
         if all(v is None for v in vec.values()):
-            status, body = 404, {"uscc": uscc, "error": "not_found",
-                                 "detail": "the platform holds no data on this enterprise"}
+            status, body = 404, _not_found(uscc)
             model_vec = None
         else:
             model_vec = {k: vec.get(k) for k in (r.replace(":", "__", 1) for r in fam.feature_refs)}
@@ -206,11 +220,7 @@ class Gateway:
                 body[block] = {r.split(":", 1)[1]: vec.get(r.replace(":", "__", 1)) for r in brefs}
             body["rating"] = rating
             status = 200
-        rc = audit.append(self.engine, audit.Entry(
-            request_id=request_id, route=route, status=status, institution_id=caller.institution_id,
-            key_id=caller.key_id, purpose=purpose, uscc=uscc, consent_id=consent, model=fam.registered_model,
-            model_version=fam.version,
-            features=audit.canonical({"as_of": as_of.isoformat(), "values": vec}) if model_vec else None,
-            answer=audit.canonical(body)))
+        rc = self._log_answer(caller, route, uscc, purpose, request_id, consent, fam, status,
+                              vec if model_vec else None, body)
         body["receipt_id"] = rc
         return Outcome(status, body, [rc])
