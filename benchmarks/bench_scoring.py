@@ -59,7 +59,9 @@ def main() -> None:
     model.booster.predict(x)
     base = time.perf_counter() - t
     t = time.perf_counter()
-    p = model.pd12(x)
+    col = getattr(model, "cap_column", None)
+    cap_value = table.column(col).to_numpy(zero_copy_only=False) if col in table.column_names else np.nan
+    p, cap = model.apply_caps(model.pd12(x), cap_value)
     model.score(p)
     model.grade(p)
     pd_s = time.perf_counter() - t
@@ -74,6 +76,7 @@ def main() -> None:
                 "top_reason_1": reasons["reason_1"].value_counts().head(5).to_dict(),
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)})
     res["pd_mean"] = round(float(np.mean(p)), 5)
+    res["rows_capped"] = int(pd.notna(cap).sum())
     write_results(f"scoring-{args.label}", res)
 
 

@@ -81,6 +81,10 @@ class ScoreAnswer(BaseModel):
                                           "none for a firm in default")
     grade: str = Field(description="master-scale grade AAA..C, or D for a firm in default")
     in_default: bool = Field(description="a serious credit event became known within the last 12 months")
+    model_pd12: float | None = Field(default=None, description="the model's own PD before the rating caps "
+                                     "(none for a firm in default)")
+    rating_cap: str | None = Field(default=None, description="the cap (ratings_and_signals §1.3) that bounds "
+                                   "this firm's grade, e.g. an active dishonest listing: no better than CC")
     reasons: list[Reason]
     credit_index: CreditIndex
     receipt_id: str

@@ -28,7 +28,7 @@ from training.monotone import monotone_constraints
 from training.panel import build_panel, to_matrix
 from training.rating_model import CreditRatingModel
 from training.reasons import column_reasons, load_reason_codes
-from training.scale import load_rating_scale, pd_to_grade
+from training.scale import cap_floors, load_rating_scale, pd_to_grade
 from training.scorecard import fit_scorecard
 from training.scorecard_model import ScorecardRatingModel
 
@@ -105,11 +105,16 @@ def train_credit_rating(ws: Path, cfg: CreditRatingConfig | None = None, profile
         rating, params, importance, p_val, extra = _fit_lightgbm(
             cfg, x_train, x_val, y, cats, lgb_overrides, trials, study_storage, say, seconds)
         tables = {}
-    p_test = rating.pd12(x_test)
-    p_train = rating.pd12(x_train)
     scale = load_rating_scale()
+    cap_column = scale.grade_caps.cap_column if scale.grade_caps else None
+    rating.set_caps(cap_column, cap_floors(scale))
+    model_pd = {"train": rating.pd12(x_train), "validation": p_val, "test": rating.pd12(x_test)}
+    capped = {s: rating.apply_caps(p, _column(panel.features, cap_column, masks[s]))[0] for s, p in model_pd.items()}
+    p_train, p_val, p_test = capped["train"], capped["validation"], capped["test"]
 
     metrics: dict[str, float] = {}
+    metrics["test_auc_before_caps"] = discrimination(y["test"], model_pd["test"])["auc"]
+    metrics["test_share_capped"] = float(np.mean(p_test > model_pd["test"]))
     for split, p in (("train", p_train), ("validation", p_val), ("test", p_test)):
         metrics.update({f"{split}_{k}": v for k, v in discrimination(y[split], p).items()})
     grades = calibration_by_grade(y["test"], p_test, scale)
@@ -127,6 +132,13 @@ def train_credit_rating(ws: Path, cfg: CreditRatingConfig | None = None, profile
     return TrainedRating(model=rating, params=params, metrics=metrics, grade_table=grades, importance=importance,
                          rows=rows, test_pd=p_test, windows={s: _window(rows, s) for s in ("train", "validation", "test")},
                          seconds=seconds, test_y=y["test"], tables=tables)
+
+
+def _column(features, name: str | None, mask: np.ndarray) -> np.ndarray:
+    """One feature column for the rows of a split (NaN when the feature service lacks it)."""
+    if name is None or name not in features.column_names:
+        return np.full(int(mask.sum()), np.nan)
+    return features.column(name).filter(mask).to_numpy(zero_copy_only=False)
 
 
 def _by_group(rows: pd.DataFrame, features, masks: dict[str, np.ndarray],

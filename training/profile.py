@@ -98,9 +98,13 @@ def _rating(ws: Path, prof: Profile, table: pa.Table, ts: pd.Timestamp) -> dict[
     model = mlflow.pyfunc.load_model(f"models:/{cfg.model_name}/{mv.version}").unwrap_python_model()
     x, _ = to_matrix(table.drop_columns(["uscc", "event_timestamp"]), pd.Series([ts]), model.columns,
                      model.categories)
-    p = model.pd12(x)
-    reasons = model.reasons(x).iloc[0]
+    model_pd = model.pd12(x)
+    col = getattr(model, "cap_column", None)
+    cap_value = table.column(col).to_pylist() if col and col in table.column_names else [None]
+    p, cap = model.apply_caps(model_pd, cap_value) if hasattr(model, "apply_caps") else (model_pd, [None])
+    reasons = [cap[0], *model.reasons(x).iloc[0]]
     return {"model": cfg.model_name, "version": str(mv.version), "pd12": float(p[0]),
+            "model_pd12": float(model_pd[0]), "rating_cap": cap[0],
             "score": int(model.score(p)[0]), "grade": str(model.grade(p)[0]),
             "reasons": [{"code": c, "zh": model.reason_texts(c)[0], "en": model.reason_texts(c)[1]}
                         for c in reasons if c is not None]}

@@ -28,6 +28,32 @@ class RatingArtefact(mlflow.pyfunc.PythonModel):
     grade_names: list[str]
     column_reason: dict[str, str]
     reason_names: list[str]
+    cap_column: str | None = None                          # §1.3 caps: the firm's credit-index veto cap
+    cap_floors: tuple[tuple[float, float, str], ...] = ()  # (cap at most, PD floor, reason), worst first
+
+    def set_caps(self, cap_column: str | None, floors: Sequence[tuple[float, float, str]]) -> None:
+        """Attach the §1.3 grade caps (training.scale.cap_floors) to this artefact."""
+        self.cap_column = cap_column
+        self.cap_floors = tuple((float(a), float(f), str(r)) for a, f, r in floors)
+
+    def apply_caps(self, p: np.ndarray, cci_cap: Any) -> tuple[np.ndarray, np.ndarray]:
+        """§1.3 overrides: a scored firm under a credit-index veto cap is rated no better than the cap's grade.
+
+        Returns (PD raised to the floor of the worst applicable cap, that cap's reason code or None). A
+        missing cap value (None/NaN) means no cap applies. Artefacts registered before caps existed cap nothing.
+        """
+        out = np.asarray(p, dtype=float).copy()
+        reason = np.full(len(out), None, dtype=object)
+        floors = getattr(self, "cap_floors", ())
+        if not floors:
+            return out, reason
+        cap = pd.to_numeric(pd.Series(np.broadcast_to(np.asarray(cci_cap, dtype=object), out.shape)),
+                            errors="coerce").to_numpy(dtype=float)
+        for at_most, floor, code in floors:             # worst floor first: the first rule that applies wins
+            hit = (cap <= at_most) & pd.isna(reason)
+            out = np.where(hit, np.maximum(out, floor), out)
+            reason = np.where(hit, code, reason)
+        return out, reason
 
     def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Align an input frame with the training columns (missing -> NaN, categories fixed)."""
@@ -102,8 +128,14 @@ class RatingArtefact(mlflow.pyfunc.PythonModel):
         return None if code is None else tuple(getattr(self, "reason_text", {}).get(code, (code, code)))
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        p = self.pd12(model_input)
-        out = pd.DataFrame({"pd12": p, "score": self.score(p), "grade": self.grade(p)}, index=model_input.index)
+        """pd12 / score / grade after the §1.3 caps (read from the cap column when the input has it), the
+        model's own PD, the cap's reason, and the top business reasons."""
+        model_pd = self.pd12(model_input)
+        col = getattr(self, "cap_column", None)
+        caps = model_input[col].to_numpy() if col and col in model_input.columns else np.full(len(model_pd), np.nan)
+        p, cap_reason = self.apply_caps(model_pd, caps)
+        out = pd.DataFrame({"pd12": p, "score": self.score(p), "grade": self.grade(p), "model_pd12": model_pd,
+                            "cap_reason": cap_reason}, index=model_input.index)
         return out.join(self.reasons(model_input))
 
 

@@ -27,10 +27,22 @@ class GradeBand(FrozenModel):
     expected_share: float
 
 
+class GradeCapRule(FrozenModel):
+    cci_cap: str            # a cap name of configs/indicators.yaml `caps`
+    best_grade: str
+    reason: str             # a reason code of configs/reason_codes.yaml
+
+
+class GradeCaps(FrozenModel):
+    cap_column: str
+    rules: tuple[GradeCapRule, ...] = ()
+
+
 class RatingScale(FrozenModel):
     score: ScoreSpec
     grades: tuple[GradeBand, ...]
     default_grade: str
+    grade_caps: GradeCaps | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> RatingScale:
@@ -39,6 +51,10 @@ class RatingScale(FrozenModel):
             raise ValueError("grade pd_upper bounds must strictly increase from the best grade")
         if uppers[-1] <= 1.0:
             raise ValueError("the last grade must cover PD = 1 (pd_upper > 1)")
+        unknown = [r.best_grade for r in (self.grade_caps.rules if self.grade_caps else ())
+                   if r.best_grade not in self.grade_names]
+        if unknown:
+            raise ValueError(f"grade_caps name grades the scale lacks: {unknown}")
         return self
 
     @property
@@ -53,6 +69,26 @@ class RatingScale(FrozenModel):
                 return lower, min(g.pd_upper, 1.0)
             lower = g.pd_upper
         raise KeyError(grade)
+
+
+def cap_floors(scale: RatingScale) -> list[tuple[float, float, str]]:
+    """§1.3 caps as (CCI cap at most, PD floor, reason), worst floor first: a firm whose credit-index veto
+    cap is at or below the first value gets at least the PD floor, i.e. no better than the capped grade.
+
+    The cap values come from configs/indicators.yaml, which also codes the conditions behind each cap, so
+    the rating and the credit index cannot disagree on who is dishonest or restricted."""
+    if scale.grade_caps is None:
+        return []
+    from data.marts.indicator_config import load_indicator_config
+
+    caps = load_indicator_config().caps
+    out = []
+    for rule in scale.grade_caps.rules:
+        value = getattr(caps, rule.cci_cap, None)
+        if not isinstance(value, float):
+            raise ValueError(f"rating_scale.yaml grade_caps: {rule.cci_cap!r} is not a cap of indicators.yaml")
+        out.append((value, scale.band(rule.best_grade)[0], rule.reason))
+    return sorted(out, key=lambda r: -r[1])
 
 
 @lru_cache(maxsize=1)

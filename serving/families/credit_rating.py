@@ -46,7 +46,10 @@ class CreditRatingFamily:
         blocks = expand_blocks(view_fields)
         index_refs, event_refs = blocks["credit_index"], blocks["credit_events"]
         self.index_columns = [r.replace(":", "__", 1) for r in index_refs]
-        self.feature_refs = sorted({c.replace("__", ":", 1) for c in used} | set(index_refs) | set(event_refs))
+        self.cap_column = getattr(model, "cap_column", None)
+        cap_refs = {self.cap_column.replace("__", ":", 1)} if self.cap_column else set()
+        self.feature_refs = sorted({c.replace("__", ":", 1) for c in used} | set(index_refs) | set(event_refs)
+                                   | cap_refs)
         self.date_columns = {c for c in used
                              if view_types.get(c.split("__", 1)[0], {}).get(c.split("__", 1)[1]) in TIMESTAMP_TYPES}
 
@@ -55,19 +58,27 @@ class CreditRatingFamily:
         rows = [{c: (_days_before(as_of, v) if c in self.date_columns else v) for c, v in vec.items()}
                 for vec in vectors]
         x = self.model.encode(rows)
-        p = self.model.pd12(x)
+        model_pd = self.model.pd12(x)
+        if hasattr(self.model, "apply_caps"):
+            p, caps = self.model.apply_caps(model_pd, [vec.get(self.cap_column) if self.cap_column else None
+                                                       for vec in vectors])
+        else:                                  # a version registered before the §1.3 caps existed
+            p, caps = model_pd, [None] * len(vectors)
         scores, grades = self.model.score(p), self.model.grade(p)
         reasons = self.model.reasons(x)
         out = []
         for i, vec in enumerate(vectors):
             idx = {c.split("__", 1)[1]: vec.get(c) for c in self.index_columns}
             in_default = vec.get(IN_DEFAULT) is True
-            codes = [DEFAULT_REASON] if in_default else [c for c in reasons.iloc[i].tolist() if c is not None]
+            codes = [DEFAULT_REASON] if in_default else \
+                [c for c in [caps[i], *reasons.iloc[i].tolist()] if c is not None]
             out.append({
                 "pd12": 1.0 if in_default else round(float(p[i]), 6),
                 "score": None if in_default else int(scores[i]),
                 "grade": "D" if in_default else str(grades[i]),
                 "in_default": in_default,
+                "model_pd12": None if in_default else round(float(model_pd[i]), 6),
+                "rating_cap": None if in_default else caps[i],
                 "reasons": [{"code": c, "zh": self.model.reason_texts(c)[0], "en": self.model.reason_texts(c)[1]}
                             for c in codes],
                 "credit_index": {"cci": _number(idx.get("cci")), "tier": idx.get("cci_tier"),

@@ -49,7 +49,7 @@ def _fit_champion(ws, seed: int, weight: float):
     from training.evaluation import calibration_by_grade
     from training.rating_model import CreditRatingModel
     from training.reasons import column_reasons, load_reason_codes
-    from training.scale import load_rating_scale
+    from training.scale import cap_floors, load_rating_scale
 
     src = ws / "features" / "sources"
     ind = pd.read_parquet(src / "mart_indicators.parquet",
@@ -75,6 +75,7 @@ def _fit_champion(ws, seed: int, weight: float):
                               scale.score.model_dump(), [g.pd_upper for g in scale.grades], list(scale.grade_names),
                               "credit_rating", column_reason=column_reasons(list(x.columns), codes),
                               reason_text={r: (t.zh, t.en) for r, t in codes.reasons.items()})
+    model.set_caps(scale.grade_caps.cap_column, cap_floors(scale))      # as training does
     p = model.pd12(x)
     rows = pd.DataFrame({"uscc": df["uscc"], "as_of": df["event_timestamp"], "y": y, "split": "test"})
     return TrainedRating(model=model, params={"seed": seed}, metrics={"test_auc": float(roc_auc_score(y, p)),

@@ -71,6 +71,11 @@ def served(small_built_features, register_champion, tmp_path_factory):
     grant_consent(engine, firms[3], "LSB1", "loan_application", ["full_profile"], 30, purposes)
     defaulted = sorted(in_default)[0]                         # the small world has firms in default
     grant_consent(engine, defaulted, "LSB1", "loan_application", ["basic_profile"], 30, purposes)
+    caps = pd.read_parquet(ws / "features" / "sources" / "mart_indicators.parquet",
+                           columns=["uscc", "event_timestamp", "cci_cap"])
+    caps = caps[caps["event_timestamp"] == caps["event_timestamp"].max()]
+    capped = sorted(set(caps.loc[caps["cci_cap"] <= 55, "uscc"]) - in_default)[0]   # §1.3: no better than CCC
+    grant_consent(engine, capped, "LSB1", "loan_application", ["basic_profile"], 30, purposes)
     engine.dispose()
 
     port = _free_port()
@@ -97,7 +102,7 @@ def served(small_built_features, register_champion, tmp_path_factory):
         os.killpg(proc.pid, signal.SIGKILL)
         pytest.fail(f"service did not become ready:\n{(ws / 'serve.log').read_text()[-4000:]}")
     yield {"url": url, "ws": ws, "env": env, "firms": firms, "keys": keys, "revoked": revoked, "version": version,
-           "defaulted": defaulted}
+           "defaulted": defaulted, "capped": capped}
     os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=20)
@@ -168,6 +173,20 @@ def test_a_firm_in_default_is_grade_d_and_not_scored(served):
     assert [x["code"] for x in a["reasons"]] == ["serious_credit_event"]
     healthy = _post(s, "/v1/score", {"uscc": s["firms"][0], "purpose": "loan_application"}, s["keys"]["LSB1"]).json()
     assert healthy["in_default"] is False or healthy["grade"] == "D"
+
+
+def test_a_firm_under_a_veto_cap_is_rated_no_better_than_the_cap_allows(served):
+    """ratings_and_signals §1.3: restriction / tax D / non-normal taxpayer -> at most CCC; dishonest -> CC."""
+    s = served
+    a = _post(s, "/v1/score", {"uscc": s["capped"], "purpose": "loan_application"}, s["keys"]["LSB1"]).json()
+    grades = ["AAA", "AA", "A", "BBB", "BB", "B", "CCC", "CC", "C"]
+    assert a["rating_cap"] in {"cap_restriction_or_tax_d", "cap_dishonest_or_serious_illegal",
+                               "cap_revoked_or_liquidating"}
+    worst_allowed = "CCC" if a["rating_cap"] == "cap_restriction_or_tax_d" else "CC"
+    assert grades.index(a["grade"]) >= grades.index(worst_allowed)
+    assert a["reasons"][0]["code"] == a["rating_cap"] and a["model_pd12"] <= a["pd12"]
+    healthy = _post(s, "/v1/score", {"uscc": s["firms"][0], "purpose": "loan_application"}, s["keys"]["LSB1"]).json()
+    assert healthy["rating_cap"] is None or healthy["model_pd12"] <= healthy["pd12"]
 
 
 def test_without_a_live_consent_the_answer_is_403_and_reveals_nothing(served):

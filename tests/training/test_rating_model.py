@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.isotonic import IsotonicRegression
 
+from data.marts.indicator_config import load_indicator_config
 from training.rating_model import CreditRatingModel
-from training.scale import load_rating_scale
+from training.scale import cap_floors, load_rating_scale
 
 CATS = ["micro", "small", "medium"]
 
@@ -64,3 +65,52 @@ def test_reasons_fill_only_as_many_slots_as_there_are_business_reasons():
 def test_used_columns_are_the_ones_the_trees_split_on():
     assert set(MODEL.used_columns()) <= set(MODEL.columns)
     assert "mart_indicators__cci" in MODEL.used_columns()
+
+
+CAPPED = _model({"mart_indicators__cci": "overall", "tax_monthly__vat_paid": "tax",
+                 "ent_registration__enterprise_scale": "registration"})[0]
+CAPPED.set_caps("mart_indicators__cci_cap", cap_floors(load_rating_scale()))
+GRADES = list(load_rating_scale().grade_names)
+
+
+def test_the_caps_come_from_the_indicator_caps_and_the_scale():
+    """§1.3: dishonest / serious-illegal (and revoked) -> no better than CC; restriction, tax D, non-normal
+    taxpayer, enforcement ended without assets -> no better than CCC; the unreachable-address cap rates nothing."""
+    caps = load_indicator_config().caps
+    floors = {reason: (at_most, floor) for at_most, floor, reason in CAPPED.cap_floors}
+    assert floors["cap_dishonest_or_serious_illegal"] == (caps.dishonest_or_serious_illegal, 0.10)
+    assert floors["cap_revoked_or_liquidating"] == (caps.revoked_or_liquidating, 0.10)
+    assert floors["cap_restriction_or_tax_d"] == (caps.restriction_or_tax_d, 0.045)
+    p, reason = CAPPED.apply_caps(np.array([0.001]), [caps.unreachable_address])
+    assert p[0] == 0.001 and reason[0] is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(p=st.floats(1e-5, 1 - 1e-5), cap=st.one_of(st.none(), st.just(float("nan")), st.sampled_from([20.0, 45.0, 55.0, 60.0, 100.0]),
+                                                st.floats(0, 100)))
+def test_a_cap_only_ever_worsens_a_grade_to_at_most_its_best_grade(p, cap):
+    out, reason = CAPPED.apply_caps(np.array([p]), [cap])
+    assert out[0] >= p
+    before, after = GRADES.index(CAPPED.grade(np.array([p]))[0]), GRADES.index(CAPPED.grade(out)[0])
+    assert after >= before
+    if cap is None or np.isnan(cap) or cap > 55:
+        assert out[0] == p and reason[0] is None
+    elif cap <= 45:
+        assert after >= GRADES.index("CC") and reason[0] in {"cap_dishonest_or_serious_illegal",
+                                                              "cap_revoked_or_liquidating"}
+    else:
+        assert after >= GRADES.index("CCC") and reason[0] == "cap_restriction_or_tax_d"
+    if reason[0] is not None and p >= 0.2:      # already C: a cap changes nothing
+        assert out[0] == p
+
+
+def test_predict_applies_the_caps_from_the_frame_and_keeps_the_model_pd():
+    frame = FRAME.iloc[:3].copy()
+    frame["mart_indicators__cci"] = 95.0                         # a very good firm by the model
+    frame["mart_indicators__cci_cap"] = [45.0, 55.0, 100.0]
+    out = CAPPED.predict(None, frame)
+    assert out["grade"].tolist()[:2] == ["CC", "CCC"] and out["grade"].iloc[2] in GRADES[:5]
+    assert (out["model_pd12"] < 0.045).all()
+    assert out["cap_reason"].tolist() == ["cap_dishonest_or_serious_illegal", "cap_restriction_or_tax_d", None]
+    uncapped = MODEL.predict(None, frame)                        # an artefact without caps caps nothing
+    assert (uncapped["pd12"] == uncapped["model_pd12"]).all() and uncapped["cap_reason"].isna().all()

@@ -83,7 +83,7 @@ def test_versions_carry_lineage_and_the_gate_guards_champion(small_feature_store
     assert plots == {f"plots/{n}.html" for n in ("roc", "calibration", "grades", "importance")}
     champion = mlflow.pyfunc.load_model(f"models:/{cfg.model_name}@{CHAMPION}")
     out = champion.predict(pd.DataFrame({"mart_indicators__cci": [-3.0, 3.0], "tax_monthly__vat_paid": [0.0, 0.0]}))
-    assert list(out.columns) == ["pd12", "score", "grade", "reason_1", "reason_2", "reason_3"]
+    assert list(out.columns) == ["pd12", "score", "grade", "model_pd12", "cap_reason", "reason_1", "reason_2", "reason_3"]
     assert out["pd12"].iloc[0] > out["pd12"].iloc[1]          # lower CCI draw -> higher PD in this synthetic model
     assert out["reason_1"].iloc[0] == "overall"               # ... and the CCI is the first reason for it
     assert out["reason_1"].iloc[1] != "overall"

@@ -262,7 +262,7 @@ def test_registers_loads_back_and_the_gate_keeps_the_better_champion(world, tmp_
     loaded = mlflow.pyfunc.load_model(f"models:/{cfg.model_name}@{CHALLENGER}")
     frame = xt.head(200).astype({SCALE: object})      # as a caller sends it: strings and numbers
     got, want = loaded.predict(frame), fitted.model.predict(None, xt.head(200))
-    assert list(got.columns) == ["pd12", "score", "grade", "reason_1", "reason_2", "reason_3"]
+    assert list(got.columns) == ["pd12", "score", "grade", "model_pd12", "cap_reason", "reason_1", "reason_2", "reason_3"]
     assert np.allclose(got["pd12"], want["pd12"], rtol=0, atol=1e-12)
     assert got[["score", "grade", "reason_1", "reason_2", "reason_3"]].equals(
         want[["score", "grade", "reason_1", "reason_2", "reason_3"]])
