@@ -60,23 +60,36 @@ class Entry:
     answer: str | None = None
 
 
+AUDIT_LOCK = 20261206          # PostgreSQL advisory-lock key that serialises appends to the chain
+
+
+def _lock_chain(con: sa.Connection) -> None:
+    """Take the chain's write lock for this transaction: appends from every worker queue up here."""
+    if con.dialect.name == "sqlite":
+        con.exec_driver_sql("BEGIN IMMEDIATE")        # the write lock now, before the head is read
+    else:
+        con.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK})
+
+
 def append(engine: sa.Engine, entry: Entry, receipt_id: str | None = None, retries: int = 50) -> str:
     """Append one row at the chain's head and return its receipt id.
 
-    Writers from several workers race for the next `seq` (the primary key): the loser of a race gets an
-    integrity error, rereads the head and tries again, so the chain never forks.
+    One transaction: take the chain's lock, read the head, insert the next row, commit. Writers from
+    several workers queue on the lock, so the chain never forks; should a writer still lose the race for
+    the next `seq` (the primary key, e.g. a tool appending without the lock), it rereads the head and retries.
     """
     receipt = receipt_id or new_receipt_id()
     for _ in range(retries):
-        with engine.begin() as con:
-            head = con.execute(sa.select(audit_log.c.seq, audit_log.c.row_hash)
-                               .order_by(audit_log.c.seq.desc()).limit(1)).first()
-        seq, prev = (head.seq + 1, head.row_hash) if head else (1, GENESIS)
-        row = {"seq": seq, "receipt_id": receipt, "time": utc_now(), **entry.__dict__}
-        row["row_hash"], row["prev_hash"] = row_hash(prev, row), prev
         try:
-            with engine.begin() as con:
+            with engine.connect() as con:
+                _lock_chain(con)
+                head = con.execute(sa.select(audit_log.c.seq, audit_log.c.row_hash)
+                                   .order_by(audit_log.c.seq.desc()).limit(1)).first()
+                seq, prev = (head.seq + 1, head.row_hash) if head else (1, GENESIS)
+                row = {"seq": seq, "receipt_id": receipt, "time": utc_now(), **entry.__dict__}
+                row["row_hash"], row["prev_hash"] = row_hash(prev, row), prev
                 con.execute(audit_log.insert().values(**row))
+                con.commit()
             return receipt
         except IntegrityError:
             continue

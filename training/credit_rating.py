@@ -31,6 +31,7 @@ from training.reasons import column_reasons, load_reason_codes
 from training.scale import cap_floors, load_rating_scale, pd_to_grade
 from training.scorecard import fit_scorecard
 from training.scorecard_model import ScorecardRatingModel
+from training.stability import Published, newly_severe, publish
 
 
 @dataclass
@@ -124,14 +125,29 @@ def train_credit_rating(ws: Path, cfg: CreditRatingConfig | None = None, profile
     metrics["psi_score_validation_to_test"] = psi(p_val, p_test)
     metrics |= extra
     metrics.update({f"test_{k}": v for k, v in oracle_comparison(rows.loc[masks["test"]], p_test, ws).items()})
+    published = _published(rows.loc[masks["test"]], p_test, _column(panel.features, cap_column, masks["test"]),
+                           rating.cap_floors, scale)
+    pub_grades = calibration_by_grade(y["test"], published.pd12, scale)
+    metrics["test_published_grades_inside"] = float(pub_grades.loc[pub_grades["n"] > 0, "inside"].sum())
+    metrics["test_published_share_aaa_bb"] = float(
+        pub_grades.loc[pub_grades["grade"].isin(["AAA", "AA", "A", "BBB", "BB"]), "share"].sum())
+    metrics["test_share_held_by_stability"] = float(published.held.mean())
     by_group = _by_group(rows, panel.features, masks, {"train": p_train, "validation": p_val, "test": p_test})
-    tables = {**tables, "metrics_by_group": by_group}
+    tables = {**tables, "metrics_by_group": by_group, "calibration_published": pub_grades}
     test_sectors = by_group[(by_group["split"] == "test") & (by_group["dimension"] == "sector")]
     metrics["test_auc_min_sector"] = float(test_sectors["auc"].min())
     metrics["test_psi_max_sector"] = float(test_sectors["psi_vs_train"].max())
     return TrainedRating(model=rating, params=params, metrics=metrics, grade_table=grades, importance=importance,
                          rows=rows, test_pd=p_test, windows={s: _window(rows, s) for s in ("train", "validation", "test")},
                          seconds=seconds, test_y=y["test"], tables=tables)
+
+
+def _published(rows: pd.DataFrame, p: np.ndarray, cci_cap: np.ndarray,
+               floors: tuple[tuple[float, float, str], ...], scale) -> Published:
+    """The monthly published series of the test months (§1.3 stability; a newly applying cap is severe)."""
+    severe = max((at_most for at_most, _, _ in floors), default=-np.inf)
+    exempt = newly_severe(rows["uscc"], rows["as_of"], cci_cap, severe)
+    return publish(rows["uscc"], rows["as_of"], p, exempt, scale)
 
 
 def _column(features, name: str | None, mask: np.ndarray) -> np.ndarray:

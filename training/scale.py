@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from kernel.config import FrozenModel, configs_dir, load_yaml_model
 
@@ -38,11 +38,16 @@ class GradeCaps(FrozenModel):
     rules: tuple[GradeCapRule, ...] = ()
 
 
+class Stability(FrozenModel):
+    max_notches_per_month: int = Field(ge=1)
+
+
 class RatingScale(FrozenModel):
     score: ScoreSpec
     grades: tuple[GradeBand, ...]
     default_grade: str
     grade_caps: GradeCaps | None = None
+    stability: Stability | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> RatingScale:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -108,6 +110,30 @@ def test_concurrent_writers_never_fork_the_chain(engine):
         t.join()
     report = audit.verify_chain(engine)
     assert report.ok and report.rows == 100
+
+
+WRITER = """
+import sys
+from serving import audit
+from serving.operational import open_operational
+eng = open_operational(sys.argv[1])
+for i in range(int(sys.argv[3])):
+    audit.append(eng, audit.Entry(request_id=f"RQ{sys.argv[2]}-{i}", route="score", status=200))
+eng.dispose()
+"""
+
+
+def test_writers_in_separate_processes_never_fork_the_chain(engine):
+    """Two service workers are two processes, each with its own connections: they queue on the chain's lock."""
+    url = engine.url.render_as_string(hide_password=False)
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, url, str(k), "30"], stderr=subprocess.PIPE)
+             for k in range(3)]
+    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    report = audit.verify_chain(engine)
+    assert report.ok and report.rows == 90
+    with engine.connect() as con:
+        assert con.execute(sa.select(sa.func.count(sa.distinct(audit_log.c.request_id)))).scalar() == 90
 
 
 def test_export_ends_with_the_head_hash(engine, tmp_path):
