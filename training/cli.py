@@ -55,6 +55,12 @@ def run_train_credit_rating(ws: Path, profile: str | None = None, trials: int = 
                   + (f"{len(trained.model.columns):,} features, {m['trees']:.0f} trees" if "trees" in m
                      else f"scorecard of {len(trained.model.columns)} features (bins and points: "
                           "evaluation/scorecard.csv)"))
+    if "test_published_auc" in m:
+        console.print(f"published rating (§1.3 caps, then at most two notches a month): "
+                      f"{m['test_share_capped']:.1%} of test firm-months capped, {m['test_share_held_by_stability']:.1%} "
+                      f"held by stability; AUC {m['test_published_auc']:.3f}, {m['test_published_grades_inside']:.0f} "
+                      f"grades inside, AAA–BB {m['test_published_share_aaa_bb']:.1%} "
+                      "(evaluation/calibration_published.csv)")
     if "test_auc_min_sector" in m:
         console.print(f"by sector group (test year): lowest AUC {m['test_auc_min_sector']:.3f}, largest PSI vs the "
                       f"same group's training months {m['test_psi_max_sector']:.2f} (evaluation/metrics_by_group.csv)")

@@ -55,7 +55,7 @@ class CreditRatingConfig(FrozenModel):
     lightgbm: dict[str, Any]
     scorecard: ScorecardSpec
     monotone: bool
-    calibration: Literal["isotonic"]
+    calibration: Literal["isotonic", "platt"]
     pip_requirements: list[str]
 
 

@@ -23,7 +23,7 @@ from data.marts.grid import month_ends
 from kernel.profile import Profile, load_profile
 from training.config import CreditRatingConfig, load_credit_rating_config
 from training.evaluation import calibration_by_grade, discrimination, metrics_by_group, oracle_comparison, psi
-from training.fitting import fit_early_stopped, fit_isotonic, fitting_matrix, lgb_params
+from training.fitting import fit_calibrator, fit_early_stopped, fitting_matrix, lgb_params
 from training.monotone import monotone_constraints
 from training.panel import build_panel, to_matrix
 from training.rating_model import CreditRatingModel
@@ -109,13 +109,10 @@ def train_credit_rating(ws: Path, cfg: CreditRatingConfig | None = None, profile
     scale = load_rating_scale()
     cap_column = scale.grade_caps.cap_column if scale.grade_caps else None
     rating.set_caps(cap_column, cap_floors(scale))
-    model_pd = {"train": rating.pd12(x_train), "validation": p_val, "test": rating.pd12(x_test)}
-    capped = {s: rating.apply_caps(p, _column(panel.features, cap_column, masks[s]))[0] for s, p in model_pd.items()}
-    p_train, p_val, p_test = capped["train"], capped["validation"], capped["test"]
+    p_test, p_train = rating.pd12(x_test), rating.pd12(x_train)
 
+    # the model's own PD (before the §1.3 overrides) is what discrimination, calibration and the gate judge
     metrics: dict[str, float] = {}
-    metrics["test_auc_before_caps"] = discrimination(y["test"], model_pd["test"])["auc"]
-    metrics["test_share_capped"] = float(np.mean(p_test > model_pd["test"]))
     for split, p in (("train", p_train), ("validation", p_val), ("test", p_test)):
         metrics.update({f"{split}_{k}": v for k, v in discrimination(y[split], p).items()})
     grades = calibration_by_grade(y["test"], p_test, scale)
@@ -125,12 +122,16 @@ def train_credit_rating(ws: Path, cfg: CreditRatingConfig | None = None, profile
     metrics["psi_score_validation_to_test"] = psi(p_val, p_test)
     metrics |= extra
     metrics.update({f"test_{k}": v for k, v in oracle_comparison(rows.loc[masks["test"]], p_test, ws).items()})
-    published = _published(rows.loc[masks["test"]], p_test, _column(panel.features, cap_column, masks["test"]),
-                           rating.cap_floors, scale)
+    # the published monthly rating a bank books against: caps, then two-notch stability
+    test_caps = _column(panel.features, cap_column, masks["test"])
+    capped = rating.apply_caps(p_test, test_caps)[0]
+    published = _published(rows.loc[masks["test"]], capped, test_caps, rating.cap_floors, scale)
     pub_grades = calibration_by_grade(y["test"], published.pd12, scale)
+    metrics["test_published_auc"] = discrimination(y["test"], published.pd12)["auc"]
     metrics["test_published_grades_inside"] = float(pub_grades.loc[pub_grades["n"] > 0, "inside"].sum())
     metrics["test_published_share_aaa_bb"] = float(
         pub_grades.loc[pub_grades["grade"].isin(["AAA", "AA", "A", "BBB", "BB"]), "share"].sum())
+    metrics["test_share_capped"] = float(np.mean(capped > p_test))
     metrics["test_share_held_by_stability"] = float(published.held.mean())
     by_group = _by_group(rows, panel.features, masks, {"train": p_train, "validation": p_val, "test": p_test})
     tables = {**tables, "metrics_by_group": by_group, "calibration_published": pub_grades}
@@ -202,7 +203,7 @@ def _fit_lightgbm(cfg: CreditRatingConfig, x_train: pd.DataFrame, x_val: pd.Data
     say(f"fit: {booster.best_iteration} trees")
 
     raw_val = booster.predict(x_val, num_iteration=booster.best_iteration)
-    calibrator = fit_isotonic(raw_val, y["validation"])
+    calibrator = fit_calibrator(cfg.calibration, raw_val, y["validation"])
     scale = load_rating_scale()
     codes = load_reason_codes()
     model = CreditRatingModel(

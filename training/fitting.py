@@ -42,6 +42,29 @@ def fit_early_stopped(params: dict, dtrain: lgb.Dataset, dval: lgb.Dataset, roun
                      callbacks=[lgb.early_stopping(stop, verbose=False), *callbacks])
 
 
+def fit_platt(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """PD = sigmoid(a + b raw) fitted on the validation months (unpenalised)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from kernel.errors import ZhouxinError
+
+    lr = LogisticRegression(C=np.inf, max_iter=1000).fit(np.asarray(raw, dtype=float).reshape(-1, 1), y)
+    a, b = float(lr.intercept_[0]), float(lr.coef_[0, 0])
+    if not b > 0:
+        raise ZhouxinError(f"Platt slope {b:.3f} <= 0: the model does not rank the validation months")
+    return a, b
+
+
+def fit_calibrator(kind: str, raw_prob: np.ndarray, y: np.ndarray):
+    """The booster's calibration map (`.predict(raw probability) -> PD`): isotonic steps or Platt on the logit."""
+    if kind == "platt":
+        from training.rating_model import PlattOnLogit
+
+        q = np.clip(np.asarray(raw_prob, dtype=float), 1e-12, 1 - 1e-12)
+        return PlattOnLogit(*fit_platt(np.log(q / (1 - q)), y))
+    return fit_isotonic(raw_prob, y)
+
+
 def fit_isotonic(raw: np.ndarray, y: np.ndarray) -> IsotonicRegression:
     """Monotone map from raw scores to PD, bounded away from 0 and 1."""
     return IsotonicRegression(out_of_bounds="clip", y_min=PD_FLOOR, y_max=1 - PD_FLOOR).fit(raw, y)

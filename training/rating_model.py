@@ -139,6 +139,18 @@ class RatingArtefact(mlflow.pyfunc.PythonModel):
         return out.join(self.reasons(model_input))
 
 
+class PlattOnLogit:
+    """Platt scaling of a booster's probability: PD = sigmoid(a + b logit(p)). Two parameters, so the PD is
+    continuous and every grade of the scale can be reached, where isotonic steps pool the best firms."""
+
+    def __init__(self, a: float, b: float) -> None:
+        self.a, self.b = float(a), float(b)
+
+    def predict(self, p: np.ndarray) -> np.ndarray:
+        q = np.clip(np.asarray(p, dtype=float), 1e-12, 1 - 1e-12)
+        return 1.0 / (1.0 + np.exp(-(self.a + self.b * np.log(q / (1 - q)))))
+
+
 class CreditRatingModel(RatingArtefact):
     """predict(frame of model-matrix columns) -> pd12, score, grade, reason_1..k (business reason codes)."""
 

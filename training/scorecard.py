@@ -22,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 
 from kernel.errors import ZhouxinError
 from training.config import ScorecardSpec
-from training.fitting import fit_isotonic
+from training.fitting import fit_isotonic, fit_platt
 from training.monotone import monotone_constraints
 from training.reasons import ReasonCodes, column_reasons, load_reason_codes
 from training.scale import RatingScale, load_rating_scale
@@ -183,15 +183,6 @@ def fit_logistic(woe: np.ndarray, y: np.ndarray, columns: list[str], c: float) -
             return float(lr.intercept_[0]), {columns[j]: float(b) for j, b in zip(keep, coef, strict=True)}
         keep.pop(int(np.argmax(coef)))
     raise ZhouxinError("the scorecard kept no feature: every coefficient had the wrong sign")
-
-
-def fit_platt(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """PD = sigmoid(a + b raw) fitted on the validation months (unpenalised)."""
-    lr = LogisticRegression(C=np.inf, max_iter=1000).fit(raw.reshape(-1, 1), y)
-    a, b = float(lr.intercept_[0]), float(lr.coef_[0, 0])
-    if not b > 0:
-        raise ZhouxinError(f"Platt slope {b:.3f} <= 0: the scorecard does not rank the validation months")
-    return a, b
 
 
 def fit_scorecard(x_train: pd.DataFrame, y_train: np.ndarray, x_val: pd.DataFrame, y_val: np.ndarray,

@@ -114,3 +114,18 @@ def test_predict_applies_the_caps_from_the_frame_and_keeps_the_model_pd():
     assert out["cap_reason"].tolist() == ["cap_dishonest_or_serious_illegal", "cap_restriction_or_tax_d", None]
     uncapped = MODEL.predict(None, frame)                        # an artefact without caps caps nothing
     assert (uncapped["pd12"] == uncapped["model_pd12"]).all() and uncapped["cap_reason"].isna().all()
+
+
+def test_platt_calibration_is_monotone_continuous_and_reaches_low_pds():
+    from training.fitting import fit_calibrator
+
+    rng = np.random.default_rng(8)
+    raw = rng.uniform(0.001, 0.3, 20_000)
+    y = (rng.random(raw.size) < raw / 3).astype(int)          # the booster overstates risk threefold
+    cal = fit_calibrator("platt", raw, y)
+    grid = np.linspace(0.001, 0.3, 200)
+    out = cal.predict(grid)
+    assert (np.diff(out) > 0).all()                           # strictly monotone: no pooled steps
+    assert abs(float(np.mean(cal.predict(raw))) - y.mean()) < 0.003   # calibrated in the large
+    iso = fit_calibrator("isotonic", raw, y)
+    assert len(np.unique(iso.predict(grid))) < len(np.unique(out))
