@@ -63,6 +63,10 @@ class Entry:
 AUDIT_LOCK = 20261206          # PostgreSQL advisory-lock key that serialises appends to the chain
 
 
+_HEAD = sa.select(audit_log.c.seq, audit_log.c.row_hash).order_by(audit_log.c.seq.desc()).limit(1)
+_INSERT = audit_log.insert()
+
+
 def _lock_chain(con: sa.Connection) -> None:
     """Take the chain's write lock for this transaction: appends from every worker queue up here."""
     if con.dialect.name == "sqlite":
@@ -83,12 +87,11 @@ def append(engine: sa.Engine, entry: Entry, receipt_id: str | None = None, retri
         try:
             with engine.connect() as con:
                 _lock_chain(con)
-                head = con.execute(sa.select(audit_log.c.seq, audit_log.c.row_hash)
-                                   .order_by(audit_log.c.seq.desc()).limit(1)).first()
+                head = con.execute(_HEAD).first()
                 seq, prev = (head.seq + 1, head.row_hash) if head else (1, GENESIS)
                 row = {"seq": seq, "receipt_id": receipt, "time": utc_now(), **entry.__dict__}
                 row["row_hash"], row["prev_hash"] = row_hash(prev, row), prev
-                con.execute(audit_log.insert().values(**row))
+                con.execute(_INSERT, row)
                 con.commit()
             return receipt
         except IntegrityError:

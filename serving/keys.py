@@ -74,14 +74,17 @@ def revoke_key(engine: sa.Engine, key_id: str) -> None:
         raise ZhouxinError(f"no live key with id {key_id!r}")
 
 
+_BY_ID = sa.select(api_keys.c.institution_id, api_keys.c.key_sha256, api_keys.c.expires_at,
+                   api_keys.c.revoked_at).where(api_keys.c.key_id == sa.bindparam("key_id"))
+
+
 def authenticate(engine: sa.Engine, presented: str | None) -> Caller | None:
     """The caller a presented key belongs to, or None (unknown, malformed, revoked or expired)."""
     if not presented or not presented.startswith(f"{PREFIX}_") or presented.count("_") < 2:
         return None
     _, key_id, secret = presented.split("_", 2)
     with engine.connect() as con:
-        row = con.execute(sa.select(api_keys.c.institution_id, api_keys.c.key_sha256, api_keys.c.expires_at,
-                                    api_keys.c.revoked_at).where(api_keys.c.key_id == key_id)).first()
+        row = con.execute(_BY_ID, {"key_id": key_id}).first()
     if row is None or row.revoked_at is not None:
         return None
     if row.expires_at is not None and row.expires_at <= utc_now():

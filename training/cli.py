@@ -169,3 +169,38 @@ def compare(model: Annotated[str, typer.Argument(help="registered model name")] 
     for _, r in df.iterrows():
         t.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in r.to_list()])
     console.print(t)
+
+
+@models_app.command()
+def promote(version: Annotated[str, typer.Argument(help="the version to make champion")],
+            reason: Annotated[str, typer.Option(help="why, in words: kept in the alias history with the time")],
+            model: Annotated[str, typer.Option(help="registered model name")] = "credit-rating",
+            workspace: WorkspaceOpt = None, profile: ProfileOpt = None) -> None:
+    """Make a version champion by hand, bypassing the gate; the written reason is recorded with the move.
+
+    For what the gate cannot judge (an artefact repackaged with faster code, a rollback); the previous
+    champion becomes the challenger, so `models promote OLD` undoes it. Serving picks it up on its next check.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from kernel.profile import load_profile
+    from training.registry import CHALLENGER, CHAMPION, alias_version, record_alias_move, setup_mlflow
+
+    if len(reason.strip()) < 10:
+        raise typer.BadParameter("say why in at least a few words", param_hint="--reason")
+    ws = workspace or workspace_dir()
+    setup_mlflow(ws, load_profile(profile), model)
+    try:
+        MlflowClient().get_model_version(model, version)
+    except MlflowException:
+        raise typer.BadParameter(f"{model} has no version {version!r}", param_hint="VERSION") from None
+    before = alias_version(model, CHAMPION)
+    if before is not None and str(before.version) == str(version):
+        console.print(f"{model} v{version} is already champion; nothing moved")
+        return
+    record_alias_move(ws, model, CHAMPION, str(version), f"by hand: {reason.strip()}")
+    if before is not None:
+        record_alias_move(ws, model, CHALLENGER, str(before.version), f"by hand: replaced by v{version}")
+    console.print(f"[green]{model} v{version} is champion[/green] (was v{before.version if before else '-'}); "
+                  f"reason recorded in {ws / 'mlflow' / 'alias_history.jsonl'}")

@@ -129,3 +129,16 @@ def test_platt_calibration_is_monotone_continuous_and_reaches_low_pds():
     assert abs(float(np.mean(cal.predict(raw))) - y.mean()) < 0.003   # calibrated in the large
     iso = fit_calibrator("isotonic", raw, y)
     assert len(np.unique(iso.predict(grid))) < len(np.unique(out))
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_isotonic_by_interp_equals_sklearn_predict_everywhere(seed):
+    from training.rating_model import calibrate
+
+    rng = np.random.default_rng(seed)
+    x = rng.random(2000)
+    y = (rng.random(2000) < x / 4).astype(int)
+    iso = IsotonicRegression(out_of_bounds="clip", y_min=1e-5, y_max=1 - 1e-5).fit(x, y)
+    t = np.r_[rng.uniform(-0.5, 1.5, 3000), iso.X_thresholds_, [0.0, 1.0]]
+    assert np.array_equal(calibrate(iso, t), iso.predict(t))

@@ -87,3 +87,22 @@ def test_versions_carry_lineage_and_the_gate_guards_champion(small_feature_store
     assert out["pd12"].iloc[0] > out["pd12"].iloc[1]          # lower CCI draw -> higher PD in this synthetic model
     assert out["reason_1"].iloc[0] == "overall"               # ... and the CCI is the first reason for it
     assert out["reason_1"].iloc[1] != "overall"
+
+    # by hand, with a written reason: the gate is bypassed, the move and its reason are recorded, and undoable
+    from typer.testing import CliRunner
+
+    from zhouxin.cli import app
+
+    args = ["models", "promote", v2, "--model", cfg.model_name, "--workspace", str(tmp_path)]
+    refused = CliRunner().invoke(app, [*args, "--reason", "why"])
+    assert refused.exit_code != 0 and "say why" in refused.output
+    assert str(client.get_model_version_by_alias(cfg.model_name, CHAMPION).version) == v1
+    done = CliRunner().invoke(app, [*args, "--reason", "rollback drill: v2 repackaged"])
+    assert done.exit_code == 0, done.output
+    assert str(client.get_model_version_by_alias(cfg.model_name, CHAMPION).version) == v2
+    assert str(client.get_model_version_by_alias(cfg.model_name, CHALLENGER).version) == v1
+    history = [json.loads(line) for line in (tmp_path / "mlflow" / "alias_history.jsonl").read_text().splitlines()]
+    assert history[-2]["reason"] == "by hand: rollback drill: v2 repackaged" and history[-2]["version"] == v2
+    missing = CliRunner().invoke(app, ["models", "promote", "99", "--model", cfg.model_name, "--workspace",
+                                       str(tmp_path), "--reason", "no such version exists"])
+    assert missing.exit_code != 0 and "no version" in missing.output
