@@ -18,7 +18,7 @@ from rich.table import Table
 from kernel.errors import ZhouxinError
 from kernel.workspace import workspace_dir
 
-serve_app = typer.Typer(help="The bank-facing BentoML service: run it, manage API keys and consents.",
+serve_app = typer.Typer(help="The bank-facing BentoML service: run it, manage API keys, consents and rating overrides.",
                         no_args_is_help=True, pretty_exceptions_show_locals=False)
 keys_app = typer.Typer(help="API keys per institution (stored hashed).", no_args_is_help=True)
 consent_app = typer.Typer(help="Enterprise authorisations of institutions (products_and_demands.md §6).",
@@ -26,7 +26,10 @@ consent_app = typer.Typer(help="Enterprise authorisations of institutions (produ
 audit_app = typer.Typer(help="The hash-chained audit log of every call.", no_args_is_help=True,
                         pretty_exceptions_show_locals=False)
 serve_app.add_typer(keys_app, name="keys")
+override_app = typer.Typer(help="Analysts' overrides of a firm's grade (ratings_and_signals.md §1.3).",
+                           no_args_is_help=True)
 serve_app.add_typer(consent_app, name="consent")
+serve_app.add_typer(override_app, name="override")
 console = Console()
 
 WorkspaceOpt = Annotated[Path | None, typer.Option(help="workspace folder (default ZHOUXIN_WORKSPACE or ./workspace)")]
@@ -170,6 +173,63 @@ def consent_list(uscc: Annotated[str | None, typer.Option(help="only this firm")
                  [(r["consent_id"], r["uscc"], r["institution_id"], r["purpose"], r["scope"], r["granted_at"][:19],
                    r["expires_at"][:19], (r["revoked_at"] or "")[:19])
                   for r in list_consents(_engine(workspace, profile), uscc, institution)])
+
+
+@override_app.command("set")
+def override_set(uscc: Annotated[str, typer.Option(help="the enterprise's USCC")],
+                 grade: Annotated[str, typer.Option(help="the grade to publish (AAA … C)")],
+                 analyst: Annotated[str, typer.Option(help="who decides (name or staff id)")],
+                 reason: Annotated[str, typer.Option(help="why; required for a move of more than one notch")] = "",
+                 days: Annotated[int, typer.Option(help="how long it holds")] = 90,
+                 workspace: WorkspaceOpt = None, profile: ProfileOpt = None) -> None:
+    """Override the champion's grade of one firm; it holds for this model version only."""
+    from kernel.profile import load_profile
+    from kernel.uscc import normalise_uscc
+    from serving.config import load_serving_config
+    from serving.gateway import Gateway
+    from serving.overrides import set_override
+
+    ws = workspace or workspace_dir()
+    gw = Gateway(ws, load_profile(profile), load_serving_config(), watch=False)
+    try:
+        with _clear_errors():
+            try:
+                fam, answer = gw.model_answer(normalise_uscc(uscc))
+            except LookupError as e:
+                raise ZhouxinError(str(e)) from None
+            if answer.get("in_default"):
+                raise ZhouxinError(f"{uscc} is in default (grade D): a grade override does not apply")
+            grades = list(fam.model.grade_names)  # type: ignore[attr-defined]
+            oid = set_override(gw.engine, uscc, grade, answer["grade"], grades, analyst, fam.registered_model,
+                               fam.version, reason, days)
+    finally:
+        gw.close()
+    console.print(f"override {oid}: {uscc} {answer['grade']} -> {grade} for {fam.registered_model} "
+                  f"v{fam.version}, {days} days, by {analyst}")
+
+
+@override_app.command("revoke")
+def override_revoke(override_id: Annotated[str, typer.Argument(help="override id")],
+                    workspace: WorkspaceOpt = None, profile: ProfileOpt = None) -> None:
+    """End an override at once: the firm gets the model's grade again."""
+    from serving.overrides import revoke_override
+
+    with _clear_errors():
+        revoke_override(_engine(workspace, profile), override_id)
+    console.print(f"override {override_id} revoked")
+
+
+@override_app.command("list")
+def override_list(uscc: Annotated[str | None, typer.Option(help="only this firm")] = None,
+                  workspace: WorkspaceOpt = None, profile: ProfileOpt = None) -> None:
+    """Every override, live or not, with who made it, why and for which model version."""
+    from serving.overrides import list_overrides
+
+    _print_table("rating overrides", ("override", "uscc", "model", "version", "model grade", "grade", "analyst",
+                                      "reason", "created", "expires", "revoked"),
+                 [(r["override_id"], r["uscc"], r["model"], r["model_version"], r["model_grade"], r["grade"],
+                   r["analyst"], r["reason"], r["created_at"][:19], r["expires_at"][:19],
+                   (r["revoked_at"] or "")[:19]) for r in list_overrides(_engine(workspace, profile), uscc)])
 
 
 @audit_app.command("verify")

@@ -26,6 +26,7 @@ from serving.families import Family, champion_ref, load_family
 from serving.keys import Caller, authenticate
 from serving.online import OnlineFeatures
 from serving.operational import open_operational
+from serving.overrides import live_override
 
 log = logging.getLogger("zhouxin.serving")
 NOT_PERMITTED = ("no live authorisation of institution {inst} for this enterprise, purpose {purpose!r} "
@@ -151,6 +152,24 @@ class Gateway:
                       if values is not None else None),
             answer=audit.canonical(body)))
 
+    def model_answer(self, uscc: str) -> tuple[Family, dict[str, Any]]:
+        """The champion's own answer for a firm (no consent, no audit row): for analysts setting an
+        override, which records itself. Unknown firms raise LookupError."""
+        fam = self._family("credit_rating")
+        vec = {k: plain(v) for k, v in self.features.read([uscc], fam.feature_refs)[0].items()}
+        if all(v is None for v in vec.values()):
+            raise LookupError(f"the platform holds no data on {uscc}")
+        return fam, fam.answer([vec], self.data_as_of)[0]
+
+    def _overridden(self, fam: Family, uscc: str, answer: dict[str, Any]) -> dict[str, Any]:
+        """The answer under an analyst's live override for this model version, if any (§1.3); a firm in
+        default stays D whatever was overridden."""
+        apply = getattr(fam, "apply_override", None)
+        if apply is None or answer.get("in_default"):
+            return answer
+        found = live_override(self.engine, uscc, fam.registered_model, fam.version)
+        return answer if found is None else apply(answer, found)
+
     def _profile_refs(self, fam: Family) -> list[str]:
         """The profile blocks' refs plus the family's, computed once per loaded version."""
         key = (fam.registered_model, fam.version)
@@ -191,7 +210,8 @@ class Gateway:
                     status, body = 404, _not_found(u)
                 else:
                     status, body = 200, {"uscc": u, "purpose": purpose, "data_as_of": as_of.isoformat(),
-                                         "model": {"name": fam.registered_model, "version": fam.version}, **ans}
+                                         "model": {"name": fam.registered_model, "version": fam.version},
+                                         **self._overridden(fam, u, ans)}
                 rc = self._log_answer(caller, route, u, purpose, request_id, consent, fam, status, vec, body)
                 body["receipt_id"] = rc
                 results[i] = (status, body)
@@ -213,7 +233,7 @@ class Gateway:
             model_vec = None
         else:
             model_vec = {k: vec.get(k) for k in (r.replace(":", "__", 1) for r in fam.feature_refs)}
-            rating = fam.answer([model_vec], as_of)[0]
+            rating = self._overridden(fam, uscc, fam.answer([model_vec], as_of)[0])
             body = {"uscc": uscc, "purpose": purpose, "data_as_of": as_of.isoformat(),
                     "model": {"name": fam.registered_model, "version": fam.version}}
             for block, brefs in self.blocks.items():

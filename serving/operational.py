@@ -1,4 +1,4 @@
-"""The platform's operational tables: API keys, consents and the append-only audit log.
+"""The platform's operational tables: API keys, consents, rating overrides and the append-only audit log.
 
 SQLite in the `local` profile, PostgreSQL in `production` (the profile's `operational.url`); SQLAlchemy
 Core so one definition serves both. The audit table refuses UPDATE and DELETE by trigger in both
@@ -39,6 +39,22 @@ consents = sa.Table(
     sa.Column("revoked_at", sa.String(32)),
     sa.Column("signature_method", sa.String(16), nullable=False),
     sa.Index("ix_consents_lookup", "institution_id", "uscc", "purpose"),
+)
+
+rating_overrides = sa.Table(                                        # ratings_and_signals §1.3 expert overrides
+    "rating_overrides", metadata,
+    sa.Column("override_id", sa.String(40), primary_key=True),
+    sa.Column("uscc", sa.String(18), nullable=False),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("model_version", sa.String(16), nullable=False),     # lapses when the champion changes
+    sa.Column("grade", sa.String(8), nullable=False),
+    sa.Column("model_grade", sa.String(8), nullable=False),        # what the model said when it was set
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("analyst", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("expires_at", sa.String(32), nullable=False),
+    sa.Column("revoked_at", sa.String(32)),
+    sa.Index("ix_rating_overrides_lookup", "uscc", "model", "model_version"),
 )
 
 audit_log = sa.Table(

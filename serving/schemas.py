@@ -65,6 +65,14 @@ class CreditIndex(BaseModel):
     sub_indices: dict[str, float | None]
 
 
+class OverrideRef(BaseModel):
+    override_id: str
+    grade: str
+    model_grade: str = Field(description="the grade the model (after caps) gave when the override was set")
+    reason: str
+    analyst: str
+
+
 class ModelRef(BaseModel):
     name: str
     version: str
@@ -85,6 +93,8 @@ class ScoreAnswer(BaseModel):
                                      "(none for a firm in default)")
     rating_cap: str | None = Field(default=None, description="the cap (ratings_and_signals §1.3) that bounds "
                                    "this firm's grade, e.g. an active dishonest listing: no better than CC")
+    override: OverrideRef | None = Field(default=None, description="an analyst's override of the grade for "
+                                         "this model version (§1.3), with the written reason")
     reasons: list[Reason]
     credit_index: CreditIndex
     receipt_id: str

@@ -10,6 +10,8 @@ import math
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+
 from data.feature_store.profile_blocks import expand_blocks
 from serving.config import FamilySpec
 
@@ -87,6 +89,19 @@ class CreditRatingFamily:
                                                  if k.startswith("idx_")}},
             })
         return out
+
+
+    def apply_override(self, answer: dict[str, Any], override: Any) -> dict[str, Any]:
+        """An analyst's grade replaces the model's: the PD moves into the grade's band (the nearest point
+        to the model's PD), the score follows it, and the override travels with the answer."""
+        names, uppers = list(self.model.grade_names), list(self.model.grade_uppers)
+        i = names.index(override.grade)
+        lower, upper = (uppers[i - 1] if i else 0.0), min(uppers[i], 1.0)
+        p = round(min(max(answer["pd12"], lower), upper - 1e-6), 6)
+        return answer | {"pd12": p, "score": int(self.model.score(np.array([p]))[0]), "grade": override.grade,
+                         "override": {"override_id": override.override_id, "grade": override.grade,
+                                      "model_grade": override.model_grade, "reason": override.reason,
+                                      "analyst": override.analyst}}
 
 
 def load(spec: FamilySpec, version: str, view_fields: dict[str, list[str]],

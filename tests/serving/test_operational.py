@@ -157,3 +157,32 @@ def test_any_change_to_any_field_changes_the_row_hash(field, value):
     if changed[field] == row[field]:
         return
     assert audit.row_hash("0" * 64, changed) != audit.row_hash("0" * 64, row)
+
+
+GRADES = ["AAA", "AA", "A", "BBB", "BB", "B", "CCC", "CC", "C"]
+
+
+def test_an_override_of_more_than_one_notch_needs_a_reason_and_holds_for_its_model_version(engine):
+    from serving.overrides import live_override, revoke_override, set_override
+
+    args = dict(grades=GRADES, analyst="analyst-07", model="credit-rating", model_version="3")
+    with pytest.raises(ZhouxinError, match="notches: write the reason"):
+        set_override(engine, FIRM, "BB", "A", **args)                         # two notches, no reason
+    with pytest.raises(ZhouxinError, match="nothing to override"):
+        set_override(engine, FIRM, "A", "A", reason="no change at all here", **args)
+    with pytest.raises(ZhouxinError, match="not on the master scale"):
+        set_override(engine, FIRM, "D", "A", reason="default is not a grade to set", **args)
+    with pytest.raises(ZhouxinError, match="analyst"):
+        set_override(engine, FIRM, "AA", "A", **(args | {"analyst": " "}))
+    near = set_override(engine, FIRM, "AA", "A", **args)                      # one notch: no reason needed
+    assert live_override(engine, FIRM, "credit-rating", "3").override_id == near
+    far = set_override(engine, FIRM, "B", "A", reason="main customer went bankrupt last week", **args)
+    found = live_override(engine, FIRM, "credit-rating", "3")
+    assert (found.override_id, found.grade, found.model_grade, found.analyst) == (far, "B", "A", "analyst-07")
+    assert live_override(engine, FIRM, "credit-rating", "4") is None           # a new champion is judged afresh
+    revoke_override(engine, far)
+    assert live_override(engine, FIRM, "credit-rating", "3").override_id == near
+    later = iso_utc(datetime.now(UTC) + timedelta(days=91))
+    assert live_override(engine, FIRM, "credit-rating", "3", at=later) is None   # expired after 90 days
+    with pytest.raises(ZhouxinError, match="no live override"):
+        revoke_override(engine, far)

@@ -189,6 +189,47 @@ def test_a_firm_under_a_veto_cap_is_rated_no_better_than_the_cap_allows(served):
     assert healthy["rating_cap"] is None or healthy["model_pd12"] <= healthy["pd12"]
 
 
+def test_an_analysts_override_sets_the_grade_with_its_reason_until_revoked(served):
+    """§1.3: an override of more than one notch needs a written reason; the bank sees the analyst's grade,
+    the model's grade and the reason, the audit row records it, and revoking restores the model's grade."""
+    from typer.testing import CliRunner
+
+    from serving.overrides import list_overrides
+    from zhouxin.cli import app
+
+    s = served
+    firm, key = s["firms"][0], s["keys"]["LSB1"]
+    before = _post(s, "/v1/score", {"uscc": firm, "purpose": "loan_application"}, key).json()
+    grades = ["AAA", "AA", "A", "BBB", "BB", "B", "CCC", "CC", "C"]
+    i = grades.index(before["grade"])
+    target = grades[i + 3] if i + 3 < len(grades) else grades[i - 3]
+    cmd = ["serve", "override", "set", "--uscc", firm, "--grade", target, "--analyst", "risk-officer-12",
+           "--workspace", str(s["ws"])]
+    refused = CliRunner().invoke(app, cmd)
+    assert refused.exit_code == 2 and "write the reason" in refused.output
+    done = CliRunner().invoke(app, [*cmd, "--reason", "court froze the main account on 2018-12-20"])
+    assert done.exit_code == 0, done.output
+    engine = open_operational(load_profile("local").operational.resolved(s["ws"]))
+    oid = list_overrides(engine, firm)[-1]["override_id"]
+
+    r = _post(s, "/v1/score", {"uscc": firm, "purpose": "loan_application"}, key)
+    a = r.json()
+    assert a["grade"] == target and a["override"] == {
+        "override_id": oid, "grade": target, "model_grade": before["grade"],
+        "reason": "court froze the main account on 2018-12-20", "analyst": "risk-officer-12"}
+    expected = round(600 + 50 / math.log(2) * math.log((1 - a["pd12"]) / a["pd12"] / 50))
+    assert abs(a["score"] - min(1000, max(0, expected))) <= 1 and a["model_pd12"] == before["model_pd12"]
+    con = sqlite3.connect(s["ws"] / "serving" / "operational.db")
+    logged = con.execute("select answer from audit_log where receipt_id = ?", (a["receipt_id"],)).fetchone()[0]
+    con.close()
+    assert json.loads(logged)["override"]["override_id"] == oid
+
+    assert CliRunner().invoke(app, ["serve", "override", "revoke", oid, "--workspace", str(s["ws"])]).exit_code == 0
+    after = _post(s, "/v1/score", {"uscc": firm, "purpose": "loan_application"}, key).json()
+    assert after["grade"] == before["grade"] and after["override"] is None
+    engine.dispose()
+
+
 def test_without_a_live_consent_the_answer_is_403_and_reveals_nothing(served):
     s = served
     key = s["keys"]["LSB1"]
