@@ -184,31 +184,72 @@ def _value_text(col: pa.ChunkedArray) -> list[str | None]:
     return [None] * len(col)
 
 
+def _bulk_string(b: bytes) -> bytes:
+    return b"$%d\r\n%b\r\n" % (len(b), b)
+
+
+def _value_frames(enc: list[bytes]) -> list[bytes]:
+    """RESP bulk strings of one encoded column; fixed-width columns share their length prefix."""
+    prefixes: dict[int, bytes] = {}
+    out = []
+    for v in enc:
+        n = len(v)
+        pre = prefixes.get(n)
+        if pre is None:
+            pre = prefixes[n] = b"$%d\r\n" % n
+        out.append(pre + v + b"\r\n")
+    return out
+
+
 def write_redis(client, project: str, view: str, rows: pa.Table, features: Sequence[str],
-                batch: int = 2000) -> int:
-    """HSET each firm's hash in Feast's Redis layout, in pipelines of `batch` firms."""
+                batch: int = 500) -> int:
+    """HSET each firm's hash in Feast's Redis layout: the commands are framed in RESP here, column by column,
+    and written to the socket in batches of `batch` firms (redis-py packs every argument in Python, which
+    dominated the bulk write), then every reply is read and checked."""
     from feast.infra.online_stores.helpers import _mmh3
     from google.protobuf.timestamp_pb2 import Timestamp
+    from redis.exceptions import ResponseError
 
     keys = [k + project.encode("utf-8") for k in entity_keys(rows.column(JOIN_KEY).to_pylist())]
-    fkeys = [_mmh3(f"{view}:{f}") for f in features]
-    cols = [encode_column(rows.column(f)) for f in features]
-    ts_key = f"_ts:{view}"
+    heads = [_bulk_string(_mmh3(f"{view}:{f}")) for f in features]
+    cols = [_value_frames(encode_column(rows.column(f))) for f in features]
+    ts_field = _bulk_string(f"_ts:{view}".encode())
     stamps = []
     for v in rows.column(EVENT_TS).to_pylist():
         ts = Timestamp()
         ts.FromDatetime(v)
-        stamps.append(ts.SerializeToString())
+        stamps.append(_bulk_string(ts.SerializeToString()))
+    command = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * (len(features) + 1))
+    by_firm = zip(*cols, strict=True) if cols else ((),) * len(keys)
+    conn = client.connection_pool.get_connection("HSET")
     n = 0
-    for start in range(0, len(keys), batch):
-        with client.pipeline(transaction=False) as pipe:
-            for i in range(start, min(start + batch, len(keys))):
-                mapping = {ts_key: stamps[i]}
-                mapping.update({fk: col[i] for fk, col in zip(fkeys, cols, strict=True)})
-                pipe.hset(keys[i], mapping=mapping)
-                n += len(fkeys)
-            pipe.execute()
+    try:
+        pending = 0
+        buf: list[bytes] = []
+        for key, stamp, values in zip(keys, stamps, by_firm, strict=True):
+            buf += (command, _bulk_string(key), ts_field, stamp)
+            buf += chain.from_iterable(zip(heads, values, strict=True))
+            pending += 1
+            n += len(heads)
+            if pending == batch:
+                _flush(conn, buf, pending, ResponseError)
+                buf, pending = [], 0
+        if pending:
+            _flush(conn, buf, pending, ResponseError)
+    except BaseException:
+        conn.disconnect()            # replies may be unread: never hand this connection back for reuse
+        raise
+    finally:
+        client.connection_pool.release(conn)
     return n
+
+
+def _flush(conn, buf: list[bytes], commands: int, error: type[Exception]) -> None:
+    conn.send_packed_command([b"".join(buf)], check_health=False)
+    for _ in range(commands):
+        reply = conn.read_response()
+        if isinstance(reply, error):
+            raise reply
 
 
 def _record_interval(store, view: str, as_of: datetime | None) -> None:
