@@ -54,7 +54,8 @@ def main() -> None:
 
     seconds: dict[str, float] = {}
     t = time.perf_counter()
-    _, _, _, _, extra = _fit_lightgbm(cfg, x_train, x_val, y, cats, None, 0, None, lambda _m: None, seconds)
+    _, _, _, _, extra, _ = _fit_lightgbm(cfg, x_train, x_val, y, cats, None, 0, None, lambda _m: None, seconds,
+                                         rows.loc[masks["validation"], "as_of"])
     t_ours = time.perf_counter() - t
     trees = int(extra["trees"])
 

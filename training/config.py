@@ -55,7 +55,7 @@ class CreditRatingConfig(FrozenModel):
     lightgbm: dict[str, Any]
     scorecard: ScorecardSpec
     monotone: bool
-    calibration: Literal["isotonic", "platt"]
+    calibration: Literal["auto", "isotonic", "cir", "platt"]
     pip_requirements: list[str]
 
 

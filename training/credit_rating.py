@@ -23,7 +23,7 @@ from data.marts.grid import month_ends
 from kernel.profile import Profile, load_profile
 from training.config import CreditRatingConfig, load_credit_rating_config
 from training.evaluation import calibration_by_grade, discrimination, metrics_by_group, oracle_comparison, psi
-from training.fitting import fit_calibrator, fit_early_stopped, fitting_matrix, lgb_params
+from training.fitting import choose_calibration, fit_calibrator, fit_early_stopped, fitting_matrix, lgb_params
 from training.monotone import monotone_constraints
 from training.panel import build_panel, to_matrix
 from training.rating_model import CreditRatingModel
@@ -103,9 +103,10 @@ def train_credit_rating(ws: Path, cfg: CreditRatingConfig | None = None, profile
         p_val = fitted.model.calibrate(fitted.raw_val)
         tables = {"scorecard": fitted.table}
     else:
-        rating, params, importance, p_val, extra = _fit_lightgbm(
-            cfg, x_train, x_val, y, cats, lgb_overrides, trials, study_storage, say, seconds)
-        tables = {}
+        rating, params, importance, p_val, extra, choice = _fit_lightgbm(
+            cfg, x_train, x_val, y, cats, lgb_overrides, trials, study_storage, say, seconds,
+            rows.loc[masks["validation"], "as_of"])
+        tables = {} if choice is None else {"calibration_choice": choice}
     scale = load_rating_scale()
     cap_column = scale.grade_caps.cap_column if scale.grade_caps else None
     rating.set_caps(cap_column, cap_floors(scale))
@@ -177,11 +178,14 @@ def _by_group(rows: pd.DataFrame, features, masks: dict[str, np.ndarray],
 
 def _fit_lightgbm(cfg: CreditRatingConfig, x_train: pd.DataFrame, x_val: pd.DataFrame, y: dict[str, np.ndarray],
                   cats: dict[str, list[str]], lgb_overrides: dict | None, trials: int, study_storage: str | None,
-                  say: Callable[[str], None], seconds: dict[str, float]
-                  ) -> tuple[CreditRatingModel, dict[str, object], pd.DataFrame, np.ndarray, dict[str, float]]:
-    """Monotone LightGBM early-stopped and isotonically calibrated on the validation months.
+                  say: Callable[[str], None], seconds: dict[str, float], val_months: pd.Series
+                  ) -> tuple[CreditRatingModel, dict[str, object], pd.DataFrame, np.ndarray, dict[str, float],
+                             pd.DataFrame | None]:
+    """Monotone LightGBM early-stopped and calibrated on the validation months (`calibration: auto` picks
+    the calibrator on those months alone, see fitting.choose_calibration).
 
-    Returns (artefact, params, importance by gain, validation PD, LightGBM-only metrics)."""
+    Returns (artefact, params, importance by gain, validation PD, LightGBM-only metrics, calibration choice
+    table or None)."""
     columns = list(x_train.columns)
     t = time.perf_counter()
     params, rounds, stop = lgb_params(cfg, lgb_overrides)
@@ -203,7 +207,11 @@ def _fit_lightgbm(cfg: CreditRatingConfig, x_train: pd.DataFrame, x_val: pd.Data
     say(f"fit: {booster.best_iteration} trees")
 
     raw_val = booster.predict(x_val, num_iteration=booster.best_iteration)
-    calibrator = fit_calibrator(cfg.calibration, raw_val, y["validation"])
+    kind, choice = cfg.calibration, None
+    if kind == "auto":
+        kind, choice = choose_calibration(raw_val, y["validation"], val_months)
+        say(f"calibration: {kind} (validation months, 2 folds: most grades inside their bands, then log-loss)")
+    calibrator = fit_calibrator(kind, raw_val, y["validation"])
     scale = load_rating_scale()
     codes = load_reason_codes()
     model = CreditRatingModel(
@@ -217,8 +225,8 @@ def _fit_lightgbm(cfg: CreditRatingConfig, x_train: pd.DataFrame, x_val: pd.Data
     imp = pd.DataFrame({"feature": columns, "gain": booster.feature_importance("gain")}).sort_values(
         "gain", ascending=False, ignore_index=True)
     params |= {"model_type": "lightgbm", "num_boost_round": rounds, "early_stopping_rounds": stop,
-               "optuna_trials": trials}
-    return model, params, imp, p_val, {"trees": float(booster.best_iteration)}
+               "optuna_trials": trials, "calibration": kind}
+    return model, params, imp, p_val, {"trees": float(booster.best_iteration)}, choice
 
 
 SEARCH_SPACE = {

@@ -55,14 +55,54 @@ def fit_platt(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return a, b
 
 
+CALIBRATORS = ("isotonic", "cir", "platt")
+
+
 def fit_calibrator(kind: str, raw_prob: np.ndarray, y: np.ndarray):
-    """The booster's calibration map (`.predict(raw probability) -> PD`): isotonic steps or Platt on the logit."""
+    """The booster's calibration map (`.predict(raw probability) -> PD`): isotonic steps, centred isotonic
+    (the steps' levels joined at their centres) or Platt on the logit."""
     if kind == "platt":
         from training.rating_model import PlattOnLogit
 
         q = np.clip(np.asarray(raw_prob, dtype=float), 1e-12, 1 - 1e-12)
         return PlattOnLogit(*fit_platt(np.log(q / (1 - q)), y))
-    return fit_isotonic(raw_prob, y)
+    if kind == "cir":
+        from training.rating_model import CenteredIsotonic
+
+        return CenteredIsotonic.fit(raw_prob, y, PD_FLOOR)
+    if kind == "isotonic":
+        return fit_isotonic(raw_prob, y)
+    raise ValueError(f"unknown calibration {kind!r}; one of {', '.join(CALIBRATORS)}")
+
+
+def choose_calibration(raw_prob: np.ndarray, y: np.ndarray, months: pd.Series,
+                       candidates: Sequence[str] = CALIBRATORS) -> tuple[str, pd.DataFrame]:
+    """Pick the calibration on the validation months alone: two folds (earlier and later half of the months),
+    each calibrator fitted on one half and judged on the other. The rule, fixed in advance: most master-scale
+    grades whose observed rate lies inside their PD band (Jeffreys 95%), then the lower mean log-loss."""
+    from sklearn.metrics import log_loss
+
+    from training.evaluation import calibration_by_grade
+
+    period = pd.to_datetime(months).dt.to_period("M").to_numpy()
+    order = sorted(set(period))
+    first = np.isin(period, order[: max(1, len(order) // 2)])
+    rows = []
+    for kind in candidates:
+        inside, losses = 0, []
+        for fit_on in (first, ~first):
+            if fit_on.all() or not fit_on.any() or len(set(y[fit_on])) < 2:
+                continue
+            p = np.clip(fit_calibrator(kind, raw_prob[fit_on], y[fit_on]).predict(raw_prob[~fit_on]),
+                        PD_FLOOR, 1 - PD_FLOOR)
+            grades = calibration_by_grade(y[~fit_on], p)
+            inside += int(grades.loc[grades["n"] > 0, "inside"].sum())
+            losses.append(log_loss(y[~fit_on], p, labels=[0, 1]))
+        rows.append({"calibration": kind, "grades_inside_2fold": inside,
+                     "log_loss_2fold": float(np.mean(losses)) if losses else float("nan")})
+    table = pd.DataFrame(rows).sort_values(["grades_inside_2fold", "log_loss_2fold"], ascending=[False, True],
+                                           ignore_index=True)
+    return str(table.loc[0, "calibration"]), table
 
 
 def fit_isotonic(raw: np.ndarray, y: np.ndarray) -> IsotonicRegression:

@@ -142,3 +142,35 @@ def test_isotonic_by_interp_equals_sklearn_predict_everywhere(seed):
     iso = IsotonicRegression(out_of_bounds="clip", y_min=1e-5, y_max=1 - 1e-5).fit(x, y)
     t = np.r_[rng.uniform(-0.5, 1.5, 3000), iso.X_thresholds_, [0.0, 1.0]]
     assert np.array_equal(calibrate(iso, t), iso.predict(t))
+
+
+def test_centred_isotonic_is_monotone_breaks_the_ties_of_wide_blocks_and_keeps_block_levels():
+    from training.fitting import fit_calibrator
+    from training.rating_model import CenteredIsotonic
+
+    rng = np.random.default_rng(11)
+    raw = rng.uniform(0.001, 0.05, 30_000)
+    y = (rng.random(raw.size) < raw / 2).astype(int)
+    cir = fit_calibrator("cir", raw, y)
+    iso = fit_calibrator("isotonic", raw, y)
+    assert isinstance(cir, CenteredIsotonic)
+    grid = np.linspace(0.0, 0.06, 500)
+    assert (np.diff(cir.predict(grid)) >= 0).all()
+    assert len(np.unique(cir.predict(raw))) > 5 * len(np.unique(iso.predict(raw)))     # far fewer ties
+    assert (np.diff(cir.knots_x) > 0).all() and cir.knots_y.min() >= 1e-5
+    assert abs(float(np.mean(cir.predict(raw))) - y.mean()) < 0.002                    # calibrated in the large
+
+
+def test_calibration_choice_sees_only_the_months_it_is_given_and_follows_its_rule():
+    from training.fitting import choose_calibration
+
+    rng = np.random.default_rng(12)
+    n = 40_000
+    raw = rng.uniform(0.001, 0.08, n)
+    y = (rng.random(n) < raw * 0.6).astype(int)
+    months = pd.Series(pd.to_datetime("2020-07-31") + pd.to_timedelta(rng.integers(0, 6, n) * 31, unit="D"))
+    kind, table = choose_calibration(raw, y, months)
+    assert set(table["calibration"]) == {"isotonic", "cir", "platt"} and kind == table.loc[0, "calibration"]
+    best = table.sort_values(["grades_inside_2fold", "log_loss_2fold"], ascending=[False, True]).iloc[0]
+    assert kind == best["calibration"]
+    assert table["log_loss_2fold"].notna().all() and (table["grades_inside_2fold"] >= 0).all()
