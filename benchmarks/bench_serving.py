@@ -257,6 +257,10 @@ def main() -> None:
 
     report = verify_chain(open_operational(load_profile().operational.resolved(bw)))
     result["audit_rows"], result["audit_chain_ok"] = report.rows, report.ok
+    db = Path(load_profile().operational.resolved(bw).removeprefix("sqlite:///"))
+    wal = db.with_name(db.name + "-wal")
+    result["audit_db_mb"] = round(db.stat().st_size / 2**20, 1) if db.exists() else None
+    result["audit_wal_mb_after_run"] = round(wal.stat().st_size / 2**20, 1) if wal.exists() else 0.0
     write_results(f"serving-{args.label}", result)
 
 

@@ -25,6 +25,7 @@ class ServingConfig(FrozenModel):
     workers: int = Field(ge=1, le=32)
     timeout_s: int = Field(ge=1)
     reload_interval_s: float = Field(gt=0)
+    audit_checkpoint_interval_s: float = Field(gt=0)
     batch_max_items: int = Field(ge=1, le=10_000)
     key_grace_days: int = Field(ge=0)
     open_paths: tuple[str, ...]

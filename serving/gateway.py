@@ -25,7 +25,7 @@ from serving.consent import live_consent
 from serving.families import Family, champion_ref, load_family
 from serving.keys import Caller, authenticate
 from serving.online import OnlineFeatures
-from serving.operational import open_operational
+from serving.operational import checkpoint, open_operational
 from serving.overrides import live_override
 
 log = logging.getLogger("zhouxin.serving")
@@ -70,7 +70,7 @@ class Gateway:
         self.ws, self.prof, self.cfg = ws, profile, cfg
         tracking, _ = profile.mlflow.resolved(ws)
         mlflow.set_tracking_uri(tracking)
-        self.engine: sa.Engine = open_operational(profile.operational.resolved(ws))
+        self.engine: sa.Engine = open_operational(profile.operational.resolved(ws), background_checkpoints=True)
         self.features = OnlineFeatures(ws, profile, cfg.online_reader)
         self._view_fields = self.features.view_fields()
         self._view_types = self.features.view_types()
@@ -85,6 +85,7 @@ class Gateway:
         self._stop = threading.Event()
         if watch:
             threading.Thread(target=self._watch, name="champion-watch", daemon=True).start()
+        threading.Thread(target=self._checkpoints, name="audit-checkpoint", daemon=True).start()
 
     # ---- hot swap -------------------------------------------------------------------------------
     def reload(self) -> dict[str, str]:
@@ -108,8 +109,19 @@ class Gateway:
             except Exception:                       # keep serving the loaded champion; say why
                 log.exception("champion reload failed; still serving the loaded versions")
 
+    def _checkpoints(self) -> None:
+        """Fold the audit log's write-ahead log into the database every `audit_checkpoint_interval_s`, outside any request
+        (SQLite releases the GIL while it copies and syncs)."""
+        interval = self.cfg.audit_checkpoint_interval_s
+        while not self._stop.wait(interval):
+            try:
+                checkpoint(self.engine)
+            except Exception:                       # a busy database is retried on the next tick
+                log.warning("audit checkpoint failed; retrying in %s s", interval, exc_info=True)
+
     def close(self) -> None:
         self._stop.set()
+        checkpoint(self.engine)
         self.engine.dispose()
 
     # ---- readiness --------------------------------------------------------------------------------

@@ -186,3 +186,36 @@ def test_an_override_of_more_than_one_notch_needs_a_reason_and_holds_for_its_mod
     assert live_override(engine, FIRM, "credit-rating", "3", at=later) is None   # expired after 90 days
     with pytest.raises(ZhouxinError, match="no live override"):
         revoke_override(engine, far)
+
+
+def test_the_service_engine_leaves_wal_checkpoints_to_its_owner_and_checkpoint_folds_the_log(tmp_path):
+    """No request pays for a WAL checkpoint: the gateway's engine never autocheckpoints, its thread does."""
+    from serving.operational import checkpoint, open_operational
+
+    eng = open_operational(f"sqlite:///{tmp_path}/op.db", background_checkpoints=True)
+    try:
+        with eng.connect() as con:
+            assert con.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+        for i in range(150):
+            audit.append(eng, _entry(i, features=audit.canonical({"values": {f"f{j}": j * 1.5 for j in range(300)}})))
+        wal = tmp_path / "op.db-wal"
+        assert wal.stat().st_size > 1000 * 4096          # past the default autocheckpoint: nothing folded it
+        checkpoint(eng)
+        with eng.connect() as con:
+            busy, frames, done = con.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").first()
+        assert busy == 0 and frames == done               # every frame of the log is in the database
+        assert audit.verify_chain(eng).rows == 150
+        for i in range(150, 400):                         # steady traffic with a checkpoint every 25 rows
+            audit.append(eng, _entry(i, features=audit.canonical({"values": {f"f{j}": j * 1.5 for j in range(300)}})))
+            if i % 25 == 0:
+                assert checkpoint(eng)[0] == 0
+        size = wal.stat().st_size
+        assert size <= 64 * 2**20 and audit.verify_chain(eng).rows == 400
+        frames_after = checkpoint(eng)[1]
+        assert frames_after * 4096 < 0.5 * size or size < 8 * 2**20   # the log restarted instead of growing
+    finally:
+        eng.dispose()
+    plain = open_operational(f"sqlite:///{tmp_path}/other.db")
+    with plain.connect() as con:
+        assert con.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000   # other tools: SQLite's default
+    plain.dispose()
