@@ -223,6 +223,8 @@ def test_an_analysts_override_sets_the_grade_with_its_reason_until_revoked(serve
     logged = con.execute("select answer from audit_log where receipt_id = ?", (a["receipt_id"],)).fetchone()[0]
     con.close()
     assert json.loads(logged)["override"]["override_id"] == oid
+    profile = _post(s, "/v1/profile", {"uscc": firm, "purpose": "loan_application"}, key).json()
+    assert profile["rating"]["grade"] == target and profile["rating"]["override"]["override_id"] == oid
 
     assert CliRunner().invoke(app, ["serve", "override", "revoke", oid, "--workspace", str(s["ws"])]).exit_code == 0
     after = _post(s, "/v1/score", {"uscc": firm, "purpose": "loan_application"}, key).json()
