@@ -44,6 +44,22 @@ class RatingArtefact(mlflow.pyfunc.PythonModel):
     cap_column: str | None = None                          # §1.3 caps: the firm's credit-index veto cap
     cap_floors: tuple[tuple[float, float, str], ...] = ()  # (cap at most, PD floor, reason), worst first
 
+    def _set_contract(self, columns: list[str], categories: dict[str, list[str]], score_spec: dict[str, float],
+                      grade_uppers: list[float], grade_names: list[str], feature_service: str,
+                      column_reason: dict[str, str] | None, reason_text: dict[str, tuple[str, str]] | None,
+                      top_reasons: int) -> None:
+        """The attributes every rating artefact carries, set the same way by each subclass's constructor."""
+        self.columns = columns
+        self.categories = categories
+        self.score_spec = score_spec
+        self.grade_uppers = grade_uppers
+        self.grade_names = grade_names
+        self.feature_service = feature_service
+        self.column_reason = column_reason or {}
+        self.reason_text = reason_text or {}
+        self.top_reasons = top_reasons
+        self.reason_names = sorted(set(self.column_reason.values()))
+
     def set_caps(self, cap_column: str | None, floors: Sequence[tuple[float, float, str]]) -> None:
         """Attach the §1.3 grade caps (training.scale.cap_floors) to this artefact."""
         self.cap_column = cap_column
@@ -217,16 +233,8 @@ class CreditRatingModel(RatingArtefact):
                  reason_text: dict[str, tuple[str, str]] | None = None, top_reasons: int = 3) -> None:
         self.booster = booster
         self.calibrator = calibrator
-        self.columns = columns
-        self.categories = categories
-        self.score_spec = score_spec
-        self.grade_uppers = grade_uppers
-        self.grade_names = grade_names
-        self.feature_service = feature_service
-        self.column_reason = column_reason or {}
-        self.reason_text = reason_text or {}
-        self.top_reasons = top_reasons
-        self.reason_names = sorted(set(self.column_reason.values()))
+        self._set_contract(columns, categories, score_spec, grade_uppers, grade_names, feature_service,
+                           column_reason, reason_text, top_reasons)
 
     def used_columns(self) -> list[str]:
         """The columns the booster splits on: all a caller needs to fetch (the rest only ever add zero)."""

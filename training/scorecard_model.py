@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from training.rating_model import RatingArtefact
+from training.rating_model import RatingArtefact, calibrate
 
 
 class ScorecardRatingModel(RatingArtefact):
@@ -32,8 +32,8 @@ class ScorecardRatingModel(RatingArtefact):
                  feature_service: str, column_reason: dict[str, str] | None = None,
                  reason_text: dict[str, tuple[str, str]] | None = None, reason_base: dict[str, float] | None = None,
                  top_reasons: int = 3) -> None:
-        self.columns = columns
-        self.categories = categories
+        self._set_contract(columns, categories, score_spec, grade_uppers, grade_names, feature_service,
+                           column_reason, reason_text, top_reasons)
         self.splits = {c: [float(s) for s in v] for c, v in splits.items()}
         self.bin_of_code = {c: {int(k): int(b) for k, b in v.items()} for c, v in bin_of_code.items()}
         self.logit = {c: [float(v) for v in vals] for c, vals in logit.items()}
@@ -41,16 +41,8 @@ class ScorecardRatingModel(RatingArtefact):
         self.intercept = float(intercept)
         self.platt = None if platt is None else (float(platt[0]), float(platt[1]))
         self.isotonic = isotonic
-        self.score_spec = score_spec
-        self.grade_uppers = grade_uppers
-        self.grade_names = grade_names
-        self.feature_service = feature_service
-        self.column_reason = column_reason or {}
-        self.reason_text = reason_text or {}
         # the per-column term a contribution is measured from: the best bin (or the train mean)
         self.reason_base = reason_base or {c: min([*self.logit[c], self.missing_logit[c]]) for c in columns}
-        self.top_reasons = top_reasons
-        self.reason_names = sorted(set(self.column_reason.values()))
 
     def used_columns(self) -> list[str]:
         """Every scorecard column: each has a non-zero coefficient (zero ones were dropped when fitting)."""
@@ -98,7 +90,7 @@ class ScorecardRatingModel(RatingArtefact):
             a, b = self.platt
             p = 1.0 / (1.0 + np.exp(-(a + b * np.asarray(raw))))
         else:
-            p = self.isotonic.predict(raw)
+            p = calibrate(self.isotonic, raw)
         return np.clip(p, 1e-5, 1 - 1e-5)
 
     def pd12(self, frame: pd.DataFrame | np.ndarray) -> np.ndarray:
