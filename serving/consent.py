@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from kernel.errors import ZhouxinError
 from kernel.uscc import normalise_uscc, uscc_problem
-from serving.operational import consents, iso_utc, utc_now
+from serving.operational import consents, iso_utc, revoke, utc_now
 
 SCOPES = ("basic_profile", "tax_data", "social_insurance_data", "utility_data", "judicial_data", "full_profile")
 SIGNATURES = ("e_seal", "e_signature")
@@ -50,12 +50,7 @@ def grant_consent(engine: sa.Engine, uscc: str, institution_id: str, purpose: st
 
 
 def revoke_consent(engine: sa.Engine, consent_id: str) -> None:
-    with engine.begin() as con:
-        n = con.execute(consents.update().where(consents.c.consent_id == consent_id,
-                                                consents.c.revoked_at.is_(None))
-                        .values(revoked_at=utc_now())).rowcount
-    if n == 0:
-        raise ZhouxinError(f"no live consent with id {consent_id!r}")
+    revoke(engine, consents, "consent_id", consent_id, "consent")
 
 
 # built once: a per-call statement costs more to construct than to run (bench_serving)

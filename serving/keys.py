@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from kernel.errors import ZhouxinError
-from serving.operational import api_keys, iso_utc, utc_now
+from serving.operational import api_keys, iso_utc, revoke, utc_now
 
 PREFIX = "zx"
 
@@ -67,11 +67,7 @@ def rotate_key(engine: sa.Engine, institution_id: str, grace_days: int) -> str:
 
 
 def revoke_key(engine: sa.Engine, key_id: str) -> None:
-    with engine.begin() as con:
-        n = con.execute(api_keys.update().where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
-                        .values(revoked_at=utc_now())).rowcount
-    if n == 0:
-        raise ZhouxinError(f"no live key with id {key_id!r}")
+    revoke(engine, api_keys, "key_id", key_id, "key")
 
 
 _BY_ID = sa.select(api_keys.c.institution_id, api_keys.c.key_sha256, api_keys.c.expires_at,

@@ -13,6 +13,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from kernel.errors import ZhouxinError
 from kernel.profile import Profile, load_profile
 
 metadata = sa.MetaData()
@@ -138,6 +139,16 @@ def open_operational(url: str, background_checkpoints: bool = False) -> sa.Engin
         engine = sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4)
     create_tables(engine)
     return engine
+
+
+def revoke(engine: sa.Engine, table: sa.Table, id_column: str, row_id: str, what: str) -> None:
+    """Stamp `revoked_at` on one live row (keys, consents, overrides); an unknown or already revoked id is
+    an error naming it."""
+    with engine.begin() as con:
+        n = con.execute(table.update().where(table.c[id_column] == row_id, table.c.revoked_at.is_(None))
+                        .values(revoked_at=utc_now())).rowcount
+    if n == 0:
+        raise ZhouxinError(f"no live {what} with id {row_id!r}")
 
 
 def checkpoint(engine: sa.Engine) -> tuple[int, int, int] | None:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from kernel.errors import ZhouxinError
 from kernel.uscc import normalise_uscc, uscc_problem
-from serving.operational import iso_utc, rating_overrides, utc_now
+from serving.operational import iso_utc, rating_overrides, revoke, utc_now
 
 MIN_REASON_CHARS = 15
 
@@ -81,12 +81,7 @@ def live_override(engine: sa.Engine, uscc: str, model: str, model_version: str, 
 
 
 def revoke_override(engine: sa.Engine, override_id: str) -> None:
-    with engine.begin() as con:
-        n = con.execute(rating_overrides.update().where(rating_overrides.c.override_id == override_id,
-                                                        rating_overrides.c.revoked_at.is_(None))
-                        .values(revoked_at=utc_now())).rowcount
-    if n == 0:
-        raise ZhouxinError(f"no live override with id {override_id!r}")
+    revoke(engine, rating_overrides, "override_id", override_id, "override")
 
 
 def list_overrides(engine: sa.Engine, uscc: str | None = None) -> list[dict]:
