@@ -26,7 +26,7 @@ from serving.families import Family, champion_ref, load_family
 from serving.keys import Caller, authenticate
 from serving.online import OnlineFeatures
 from serving.operational import checkpoint, open_operational
-from serving.overrides import live_override
+from serving.overrides import live_overrides
 
 log = logging.getLogger("zhouxin.serving")
 NOT_PERMITTED = ("no live authorisation of institution {inst} for this enterprise, purpose {purpose!r} "
@@ -173,14 +173,18 @@ class Gateway:
             raise LookupError(f"the platform holds no data on {uscc}")
         return fam, fam.answer([vec], self.data_as_of)[0]
 
-    def _overridden(self, fam: Family, uscc: str, answer: dict[str, Any]) -> dict[str, Any]:
-        """The answer under an analyst's live override for this model version, if any (§1.3); a firm in
-        default stays D whatever was overridden."""
-        apply = getattr(fam, "apply_override", None)
-        if apply is None or answer.get("in_default"):
+    def _overrides(self, fam: Family, usccs: list[str]) -> dict[str, Any]:
+        """Analysts' live overrides (§1.3) of these firms for the loaded version, in one query; none for a
+        family that has no overrides."""
+        if getattr(fam, "apply_override", None) is None:
+            return {}
+        return live_overrides(self.engine, usccs, fam.registered_model, fam.version)
+
+    def _overridden(self, fam: Family, answer: dict[str, Any], found: Any) -> dict[str, Any]:
+        """The answer under an override, if any; a firm in default stays D whatever was overridden."""
+        if found is None or answer.get("in_default"):
             return answer
-        found = live_override(self.engine, uscc, fam.registered_model, fam.version)
-        return answer if found is None else apply(answer, found)
+        return fam.apply_override(answer, found)  # type: ignore[attr-defined]
 
     def _profile_refs(self, fam: Family) -> list[str]:
         """The profile blocks' refs plus the family's, computed once per loaded version."""
@@ -217,13 +221,14 @@ class Gateway:
             vectors = [{k: plain(v) for k, v in vec.items()}
                        for vec in self.features.read([u for _, u, _ in allowed], fam.feature_refs)]
             answers = fam.answer(vectors, as_of)
+            overrides = self._overrides(fam, [u for _, u, _ in allowed])
             for (i, u, consent), vec, ans in zip(allowed, vectors, answers, strict=True):
                 if all(v is None for v in vec.values()):
                     status, body = 404, _not_found(u)
                 else:
                     status, body = 200, {"uscc": u, "purpose": purpose, "data_as_of": as_of.isoformat(),
                                          "model": {"name": fam.registered_model, "version": fam.version},
-                                         **self._overridden(fam, u, ans)}
+                                         **self._overridden(fam, ans, overrides.get(u))}
                 rc = self._log_answer(caller, route, u, purpose, request_id, consent, fam, status, vec, body)
                 body["receipt_id"] = rc
                 results[i] = (status, body)
@@ -245,7 +250,8 @@ class Gateway:
             model_vec = None
         else:
             model_vec = {k: vec.get(k) for k in (r.replace(":", "__", 1) for r in fam.feature_refs)}
-            rating = self._overridden(fam, uscc, fam.answer([model_vec], as_of)[0])
+            rating = self._overridden(fam, fam.answer([model_vec], as_of)[0],
+                                      self._overrides(fam, [uscc]).get(uscc))
             body = {"uscc": uscc, "purpose": purpose, "data_as_of": as_of.isoformat(),
                     "model": {"name": fam.registered_model, "version": fam.version}}
             for block, brefs in self.blocks.items():

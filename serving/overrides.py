@@ -62,22 +62,32 @@ def set_override(engine: sa.Engine, uscc: str, grade: str, model_grade: str, gra
     return override_id
 
 
-_LIVE = (sa.select(rating_overrides.c.override_id, rating_overrides.c.grade, rating_overrides.c.model_grade,
-                   rating_overrides.c.reason, rating_overrides.c.analyst)
-         .where(rating_overrides.c.uscc == sa.bindparam("uscc"), rating_overrides.c.model == sa.bindparam("model"),
+_LIVE = (sa.select(rating_overrides.c.uscc, rating_overrides.c.override_id, rating_overrides.c.grade,
+                   rating_overrides.c.model_grade, rating_overrides.c.reason, rating_overrides.c.analyst)
+         .where(rating_overrides.c.uscc.in_(sa.bindparam("usccs", expanding=True)),
+                rating_overrides.c.model == sa.bindparam("model"),
                 rating_overrides.c.model_version == sa.bindparam("version"),
                 rating_overrides.c.created_at <= sa.bindparam("at"), rating_overrides.c.expires_at > sa.bindparam("at"),
                 rating_overrides.c.revoked_at.is_(None))
-         .order_by(rating_overrides.c.created_at.desc()).limit(1))
+         .order_by(rating_overrides.c.created_at))
+
+
+def live_overrides(engine: sa.Engine, usccs: list[str], model: str, model_version: str, at: str | None = None
+                   ) -> dict[str, Override]:
+    """The latest live override of each of these firms for this model version, in one query (a batch of
+    firms costs one round trip, not one per firm); firms without one are absent."""
+    if not usccs:
+        return {}
+    with engine.connect() as con:
+        rows = con.execute(_LIVE, {"usccs": list(usccs), "model": model, "version": str(model_version),
+                                   "at": at or utc_now()}).all()
+    return {r[0]: Override(*r[1:]) for r in rows}      # ordered by creation: the latest one wins
 
 
 def live_override(engine: sa.Engine, uscc: str, model: str, model_version: str, at: str | None = None
                   ) -> Override | None:
     """The latest live override of this firm for this model version, or None."""
-    with engine.connect() as con:
-        row = con.execute(_LIVE, {"uscc": uscc, "model": model, "version": str(model_version),
-                                  "at": at or utc_now()}).first()
-    return None if row is None else Override(*row)
+    return live_overrides(engine, [uscc], model, model_version, at).get(uscc)
 
 
 def revoke_override(engine: sa.Engine, override_id: str) -> None:

@@ -90,7 +90,6 @@ class CreditRatingFamily:
             })
         return out
 
-
     def apply_override(self, answer: dict[str, Any], override: Any) -> dict[str, Any]:
         """An analyst's grade replaces the model's: the PD moves into the grade's band (the nearest point
         to the model's PD), the score follows it, and the override travels with the answer."""
