@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow as pa
 from sklearn.isotonic import IsotonicRegression
 
+from kernel.errors import ZhouxinError
 from training.config import CreditRatingConfig
 from training.panel import to_matrix
 
@@ -45,8 +46,6 @@ def fit_early_stopped(params: dict, dtrain: lgb.Dataset, dval: lgb.Dataset, roun
 def fit_platt(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """PD = sigmoid(a + b raw) fitted on the validation months (unpenalised)."""
     from sklearn.linear_model import LogisticRegression
-
-    from kernel.errors import ZhouxinError
 
     lr = LogisticRegression(C=np.inf, max_iter=1000).fit(np.asarray(raw, dtype=float).reshape(-1, 1), y)
     a, b = float(lr.intercept_[0]), float(lr.coef_[0, 0])

@@ -109,9 +109,14 @@ def pd_to_score(pd_: np.ndarray, scale: RatingScale | None = None) -> np.ndarray
     return np.clip(np.round(raw), s.min, s.max)
 
 
-def pd_to_grade(pd_: np.ndarray, scale: RatingScale | None = None) -> np.ndarray:
-    """Master-scale grade of each PD (the first band whose upper bound exceeds it)."""
+def grade_index(pd_: np.ndarray, scale: RatingScale | None = None) -> np.ndarray:
+    """Position on the master scale (0 = best grade) of each PD: the first band whose upper bound exceeds it."""
     scale = scale or load_rating_scale()
     uppers = np.array([g.pd_upper for g in scale.grades])
-    idx = np.searchsorted(uppers, np.asarray(pd_, dtype=float), side="right")
-    return np.array(scale.grade_names, dtype=object)[np.minimum(idx, len(uppers) - 1)]
+    return np.minimum(np.searchsorted(uppers, np.asarray(pd_, dtype=float), side="right"), len(uppers) - 1)
+
+
+def pd_to_grade(pd_: np.ndarray, scale: RatingScale | None = None) -> np.ndarray:
+    """Master-scale grade of each PD."""
+    scale = scale or load_rating_scale()
+    return np.array(scale.grade_names, dtype=object)[grade_index(pd_, scale)]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from training.scale import RatingScale, load_rating_scale, pd_to_grade
+from training.scale import RatingScale, grade_index, load_rating_scale
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def publish(uscc: pd.Series, as_of: pd.Series, pd12: np.ndarray, exempt: np.ndar
     """Clamp each firm's monthly grade to within the configured notches of its previous published month."""
     scale = scale or load_rating_scale()
     names = list(scale.grade_names)
-    raw = np.asarray([names.index(g) for g in pd_to_grade(pd12, scale)])
+    raw = grade_index(pd12, scale)
     out = raw.copy()
     if scale.stability is not None and len(raw):
         n = scale.stability.max_notches_per_month
