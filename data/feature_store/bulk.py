@@ -56,6 +56,9 @@ def latest_rows(view: ViewSource, as_of: datetime | None = None,
             con.close()
 
 
+DOUBLE_TAG, FLOAT_TAG = 0x29, 0x35     # `Value.double_val` (field 5, 64-bit) and `float_val` (field 6, 32-bit)
+
+
 def _varint(n: int) -> bytes:
     n &= (1 << 64) - 1
     out = bytearray()
@@ -85,7 +88,7 @@ def encode_column(col: pa.ChunkedArray | pa.Array) -> list[bytes]:
     t = arr.type
     if pa.types.is_floating(t):
         width = 8 if t.bit_width == 64 else 4
-        tag = 0x29 if width == 8 else 0x35
+        tag = DOUBLE_TAG if width == 8 else FLOAT_TAG
         np_dtype = "<f8" if width == 8 else "<f4"
         vals = np.asarray(pc.fill_null(arr, 0).to_numpy(zero_copy_only=False), dtype=np_dtype)
         enc = _fixed(tag, vals, width)
@@ -208,7 +211,6 @@ def write_redis(client, project: str, view: str, rows: pa.Table, features: Seque
     dominated the bulk write), then every reply is read and checked."""
     from feast.infra.online_stores.helpers import _mmh3
     from google.protobuf.timestamp_pb2 import Timestamp
-    from redis.exceptions import ResponseError
 
     keys = [k + project.encode("utf-8") for k in entity_keys(rows.column(JOIN_KEY).to_pylist())]
     heads = [_bulk_string(_mmh3(f"{view}:{f}")) for f in features]
@@ -232,10 +234,10 @@ def write_redis(client, project: str, view: str, rows: pa.Table, features: Seque
             pending += 1
             n += len(heads)
             if pending == batch:
-                _flush(conn, buf, pending, ResponseError)
+                _flush(conn, buf, pending)
                 buf, pending = [], 0
         if pending:
-            _flush(conn, buf, pending, ResponseError)
+            _flush(conn, buf, pending)
     except BaseException:
         conn.disconnect()            # replies may be unread: never hand this connection back for reuse
         raise
@@ -244,11 +246,14 @@ def write_redis(client, project: str, view: str, rows: pa.Table, features: Seque
     return n
 
 
-def _flush(conn, buf: list[bytes], commands: int, error: type[Exception]) -> None:
+def _flush(conn, buf: list[bytes], commands: int) -> None:
+    """Send the framed commands in one write, then read every reply (an error reply raises)."""
+    from redis.exceptions import ResponseError
+
     conn.send_packed_command([b"".join(buf)], check_health=False)
     for _ in range(commands):
         reply = conn.read_response()
-        if isinstance(reply, error):
+        if isinstance(reply, ResponseError):
             raise reply
 
 
