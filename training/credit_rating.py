@@ -22,7 +22,14 @@ from data.feature_store.training_set import view_sources
 from data.marts.grid import month_ends
 from kernel.profile import Profile, load_profile
 from training.config import CreditRatingConfig, load_credit_rating_config
-from training.evaluation import calibration_by_grade, discrimination, metrics_by_group, oracle_comparison, psi
+from training.evaluation import (
+    calibration_by_grade,
+    discrimination,
+    grade_summary,
+    metrics_by_group,
+    oracle_comparison,
+    psi,
+)
 from training.fitting import choose_calibration, fit_calibrator, fit_early_stopped, fitting_matrix, lgb_params
 from training.monotone import monotone_constraints
 from training.panel import build_panel, to_matrix
@@ -117,9 +124,7 @@ def train_credit_rating(ws: Path, cfg: CreditRatingConfig | None = None, profile
     for split, p in (("train", p_train), ("validation", p_val), ("test", p_test)):
         metrics.update({f"{split}_{k}": v for k, v in discrimination(y[split], p).items()})
     grades = calibration_by_grade(y["test"], p_test, scale)
-    metrics["test_grades_inside"] = float(grades.loc[grades["n"] > 0, "inside"].sum())
-    metrics["test_grades_populated"] = float((grades["n"] > 0).sum())
-    metrics["test_share_aaa_bb"] = float(grades.loc[grades["grade"].isin(["AAA", "AA", "A", "BBB", "BB"]), "share"].sum())
+    metrics |= {f"test_{k}": v for k, v in grade_summary(grades, scale).items()}
     metrics["psi_score_validation_to_test"] = psi(p_val, p_test)
     metrics |= extra
     metrics.update({f"test_{k}": v for k, v in oracle_comparison(rows.loc[masks["test"]], p_test, ws).items()})
@@ -129,9 +134,7 @@ def train_credit_rating(ws: Path, cfg: CreditRatingConfig | None = None, profile
     published = _published(rows.loc[masks["test"]], capped, test_caps, rating.cap_floors, scale)
     pub_grades = calibration_by_grade(y["test"], published.pd12, scale)
     metrics["test_published_auc"] = discrimination(y["test"], published.pd12)["auc"]
-    metrics["test_published_grades_inside"] = float(pub_grades.loc[pub_grades["n"] > 0, "inside"].sum())
-    metrics["test_published_share_aaa_bb"] = float(
-        pub_grades.loc[pub_grades["grade"].isin(["AAA", "AA", "A", "BBB", "BB"]), "share"].sum())
+    metrics |= {f"test_published_{k}": v for k, v in grade_summary(pub_grades, scale).items()}
     metrics["test_share_capped"] = float(np.mean(capped > p_test))
     metrics["test_share_held_by_stability"] = float(published.held.mean())
     by_group = _by_group(rows, panel.features, masks, {"train": p_train, "validation": p_val, "test": p_test})

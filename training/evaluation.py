@@ -50,6 +50,16 @@ def calibration_by_grade(y: np.ndarray, p: np.ndarray, scale: RatingScale | None
     return pd.DataFrame(rows)
 
 
+def grade_summary(table: pd.DataFrame, scale: RatingScale | None = None) -> dict[str, float]:
+    """A calibration_by_grade table in three numbers: grades inside their band, grades populated, and the
+    share in the good-or-better grades (tiers excellent and good: AAA to BB, the seed's '90%')."""
+    scale = scale or load_rating_scale()
+    good = [g.grade for g in scale.grades if g.tier in ("excellent", "good")]
+    populated = table["n"] > 0
+    return {"grades_inside": float(table.loc[populated, "inside"].sum()), "grades_populated": float(populated.sum()),
+            "share_aaa_bb": float(table.loc[table["grade"].isin(good), "share"].sum())}
+
+
 def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
     """Population stability index of a score between two samples (deciles of the expected sample)."""
     cuts = np.unique(np.quantile(expected, np.linspace(0, 1, bins + 1)))

@@ -81,7 +81,7 @@ def choose_calibration(raw_prob: np.ndarray, y: np.ndarray, months: pd.Series,
     grades whose observed rate lies inside their PD band (Jeffreys 95%), then the lower mean log-loss."""
     from sklearn.metrics import log_loss
 
-    from training.evaluation import calibration_by_grade
+    from training.evaluation import calibration_by_grade, grade_summary
 
     period = pd.to_datetime(months).dt.to_period("M").to_numpy()
     order = sorted(set(period))
@@ -94,8 +94,7 @@ def choose_calibration(raw_prob: np.ndarray, y: np.ndarray, months: pd.Series,
                 continue
             p = np.clip(fit_calibrator(kind, raw_prob[fit_on], y[fit_on]).predict(raw_prob[~fit_on]),
                         PD_FLOOR, 1 - PD_FLOOR)
-            grades = calibration_by_grade(y[~fit_on], p)
-            inside += int(grades.loc[grades["n"] > 0, "inside"].sum())
+            inside += int(grade_summary(calibration_by_grade(y[~fit_on], p))["grades_inside"])
             losses.append(log_loss(y[~fit_on], p, labels=[0, 1]))
         rows.append({"calibration": kind, "grades_inside_2fold": inside,
                      "log_loss_2fold": float(np.mean(losses)) if losses else float("nan")})

@@ -25,3 +25,13 @@ def test_metrics_by_group_separates_good_and_useless_groups():
     assert out.loc[("year", "2022"), "psi_vs_train"] < 0.01            # same distribution as the reference
     shifted = metrics_by_group(frame.assign(pd=frame["pd"] * 3), reference_pd=pd_).set_index(["dimension", "group"])
     assert shifted.loc[("year", "2022"), "psi_vs_train"] > 0.25         # a shifted score is flagged
+
+
+def test_grade_summary_counts_inside_populated_and_the_good_or_better_share():
+    from training.evaluation import calibration_by_grade, grade_summary
+
+    p = np.array([0.0003] * 50 + [0.004] * 30 + [0.3] * 20)
+    y = np.array([0] * 50 + [0] * 30 + [1] * 6 + [0] * 14)
+    s = grade_summary(calibration_by_grade(y, p))
+    assert s["grades_populated"] == 3 and s["share_aaa_bb"] == 0.8
+    assert s["grades_inside"] == 3
