@@ -141,6 +141,19 @@ def build_networks(params: WorldParams, ent: Enterprises, rng: np.random.Generat
     free = np.ones(n, dtype=bool)
     g = 0
     members_total = 0
+    # candidates come from ascending index buckets of non-shell slots (same sector / district / both / any),
+    # so a draw is the one a whole-array mask would give at a bucket's cost instead of the world's
+    open_slots = np.flatnonzero(~ent.shell)
+    pair_key = ent.sector[open_slots].astype(np.int64) * 1_000_000 + ent.district[open_slots].astype(np.int64)
+    buckets: dict[tuple[bool, bool], dict[int, np.ndarray]] = {
+        (True, True): _index_buckets(open_slots, pair_key),
+        (True, False): _index_buckets(open_slots, ent.sector[open_slots].astype(np.int64)),
+        (False, True): _index_buckets(open_slots, ent.district[open_slots].astype(np.int64)),
+        (False, False): {0: open_slots},
+    }
+    bucket_key = {(True, True): lambda h: int(ent.sector[h]) * 1_000_000 + int(ent.district[h]),
+                  (True, False): lambda h: int(ent.sector[h]), (False, True): lambda h: int(ent.district[h]),
+                  (False, False): lambda h: 0}
     for head in order:
         if members_total >= target_members:
             break
@@ -151,13 +164,11 @@ def build_networks(params: WorldParams, ent: Enterprises, rng: np.random.Generat
         same_district = rng.random(size - 1) < 0.8
         members = [head]
         for ss, sd in zip(same_sector, same_district, strict=True):
-            mask = free.copy()
-            mask[members] = False
-            if ss:
-                mask &= ent.sector == ent.sector[head]
-            if sd:
-                mask &= ent.district == ent.district[head]
-            cand = np.flatnonzero(mask & ~ent.shell)
+            key = (bool(ss), bool(sd))
+            pool = buckets[key].get(bucket_key[key](head), open_slots[:0])
+            ok = free[pool]
+            ok[np.isin(pool, members)] = False
+            cand = pool[ok]
             if cand.size == 0:
                 continue
             members.append(int(cand[rng.integers(cand.size)]))
@@ -215,6 +226,13 @@ def build_networks(params: WorldParams, ent: Enterprises, rng: np.random.Generat
     return Networks(persons=persons, holdings=holdings, controller=controller, legal_rep=legal_rep,
                     legal_rep_kind=legal_rep_kind, group_id=group_id, ring_id=ring_id, guarantees=guarantees,
                     trade_supplier=sup, trade_customer=cus, links=links)
+
+
+def _index_buckets(slots: np.ndarray, keys: np.ndarray) -> dict[int, np.ndarray]:
+    """Slots grouped by key, each group in ascending slot order."""
+    order = np.argsort(keys, kind="stable")
+    uniq, start = np.unique(keys[order], return_index=True)
+    return {int(k): slots[idx] for k, idx in zip(uniq.tolist(), np.split(order, start[1:]), strict=True)}
 
 
 def _draw_holdings(params: WorldParams, ent: Enterprises, rng: np.random.Generator, persons: Persons,
