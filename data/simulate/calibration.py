@@ -228,7 +228,10 @@ def _simple_rates(con: duckdb.DuckDBPyConnection, ws: Path, catalog: Catalog, pa
             s_ = pd.to_datetime(rows["s"])
             e_ = pd.to_datetime(rows["e"])
             act = rows[(s_ <= d) & (e_.isna() | (e_ > d))]
-            hits += act["u"].nunique()
+            # numerator and denominator are the same population: firms still operating at that year end
+            # (a deregistered firm stays on the list but is no longer part of the active stock)
+            live = panel.loc[(panel["month"] == label) & (panel["status"] == 0), "uscc"]
+            hits += act.loc[act["u"].isin(live), "u"].nunique()
         got = hits / active
         res.append(TargetResult(name + " (year-ends 2018-2022)", exp, _fmt(got), _within(got, lo, hi)))
     return res
