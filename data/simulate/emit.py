@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from data.simulate.calendar import date_to_month, month_start
+from data.simulate.compact import full_object, shared_strings
 from kernel.catalog import Catalog, SubItem
 
 ArrayLike = np.ndarray | Sequence[object]
@@ -96,6 +97,9 @@ class Emitter:
                 raise ValueError(f"{sub_item}.{k}: {len(v)} values for {n} rows")
         if self.check_values:
             self._check_values(spec, cols)
+        for f in spec.fields:      # rows wait here for their month: keep each code value one shared object
+            if f.dtype == "category" and cols[f.name].dtype.kind in "OU":
+                cols[f.name] = shared_strings(cols[f.name])
         available = np.asarray(available, dtype="datetime64[D]")
         if np.isnat(available).any():
             raise ValueError(f"{sub_item}: every row needs an availability date")
@@ -106,7 +110,7 @@ class Emitter:
             if early.any():
                 self.rows_clamped[sub_item] += int(early.sum())
                 available = np.where(early, floor, available)
-        cause_arr = np.full(n, cause, dtype=object) if isinstance(cause, str) else np.asarray(cause, dtype=object)
+        cause_arr = full_object(n, cause) if isinstance(cause, str) else shared_strings(cause)
         vf = NAT if valid_from is None else valid_from
         meta = {"__ent": np.asarray(ent, dtype=np.int64), "__available": available,
                 "__cause": cause_arr, "__valid_from": np.broadcast_to(np.asarray(vf, dtype="datetime64[D]"), (n,))}

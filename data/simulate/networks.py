@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from data.simulate.compact import shared_strings
 from data.simulate.latent import ContagionLinks
 from data.simulate.params import WorldParams
 from data.simulate.world import Enterprises
@@ -224,7 +225,7 @@ def build_networks(params: WorldParams, ent: Enterprises, rng: np.random.Generat
     sup, cus = _draw_trade_links(params, ent, rng, sector_name)
     links = _contagion_links(params, ent, holdings, guarantees, controller, legal_rep, sup, cus, sector_name)
     return Networks(persons=persons, holdings=holdings, controller=controller, legal_rep=legal_rep,
-                    legal_rep_kind=legal_rep_kind, group_id=group_id, ring_id=ring_id, guarantees=guarantees,
+                    legal_rep_kind=shared_strings(legal_rep_kind), group_id=group_id, ring_id=ring_id, guarantees=guarantees,
                     trade_supplier=sup, trade_customer=cus, links=links)
 
 
@@ -337,8 +338,8 @@ def _draw_guarantees(ent: Enterprises, rng: np.random.Generator, controller: np.
     return Guarantees(
         guarantor=g, debtor=d, debtor_person=debtor_person,
         principal=np.round(300 * np.exp(rng.normal(0, 1.0, m)), 2), disclosed=rng.random(m) < 0.7,
-        creditor_type=rng.choice(GUARANTEE_CREDITORS, m, p=[0.85, 0.05, 0.04, 0.03, 0.03]).astype(object),
-        mode=rng.choice(GUARANTEE_MODES, m, p=[0.85, 0.10, 0.05]).astype(object),
+        creditor_type=shared_strings(rng.choice(GUARANTEE_CREDITORS, m, p=[0.85, 0.05, 0.04, 0.03, 0.03])),
+        mode=shared_strings(rng.choice(GUARANTEE_MODES, m, p=[0.85, 0.10, 0.05])),
         renewal_moy=rng.integers(1, 13, m))
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from data.simulate.calendar import month_index
+from data.simulate.compact import shared_strings
 from data.simulate.draws import choice_by_weights
 from data.simulate.params import OIL_CHAIN, WorldParams
 from kernel.uscc import generate_usccs
@@ -129,7 +130,7 @@ def draw_enterprises(params: WorldParams, rng: np.random.Generator) -> Enterpris
     birth[:n0] = est0.astype("datetime64[M]").astype(np.int64) + 1970 * 12
 
     ent = Enterprises(n0=n0, n_max=n_max, sector=sector, industry_code=industry, district=district, region=region,
-                      ftz_area=ftz_area, cluster=cluster, shell=shell, z_size=z_size, sales=sales,
+                      ftz_area=shared_strings(ftz_area), cluster=cluster, shell=shell, z_size=z_size, sales=sales,
                       employees=employees, growth=growth, frag=frag, mu=mu, need=need,
                       leverage_base=leverage_base, establish_date=establish, birth_month=birth,
                       is_entrant=is_entrant)

@@ -30,6 +30,7 @@ import numpy as np
 
 from data.simulate.calendar import add_months, month_end, month_start, random_day_in_month
 from data.simulate.context import MonthContext
+from data.simulate.compact import full_object, shared_strings
 from data.simulate.draws import choice_by_weights, lag_days, pick_rows
 from data.simulate.emit import Emitter
 from data.simulate.networks import hex_ids
@@ -301,7 +302,7 @@ class _Property:
         self.area = np.round(area, 2)
         self.term = np.array([p.term_years[x] for x in purpose], dtype=np.int64)
         self.right_id = hex_ids(rng, "R_", n_r)
-        self.slot, self.rtype, self.purpose = slot, rtype, purpose
+        self.slot, self.rtype, self.purpose = slot, shared_strings(rtype), purpose
         self.first, self.offset, self.frac = p_first[parcel], p_offset[parcel], p_frac[parcel]
         self.mortgaged, self.ltv = p_mort[parcel], p_ltv[parcel]
         self.mort_amount = np.zeros(n_r)
@@ -311,7 +312,7 @@ class _Property:
         self.active = np.zeros(n_r, dtype=bool)
         self.emitted = np.zeros(n_r, dtype=bool)
         self.seized = np.zeros(n_r, dtype=bool)
-        self.cause = np.full(n_r, "background", dtype=object)
+        self.cause = full_object(n_r, "background")
         n = ent.n_max
         self.seized_since = np.full(n, -1, dtype=np.int64)
         self.clear_at = np.full(n, -1, dtype=np.int64)
@@ -645,7 +646,7 @@ class _Collateral:
             amount = (_ln(rng, *p.amount, k)
                       * (ctx.ent.sales[who] / p.amount_sales_ref) ** p.amount_sales_elasticity)
             extra = np.maximum(0.0, -h[who] - p.stress_threshold)
-            cause = np.where(rng.random(k) < extra / (1 + extra), "stress", "background").astype(object)
+            cause = shared_strings(np.where(rng.random(k) < extra / (1 + extra), "stress", "background"))
             start = c["slot"].size
             new_cols = {"slot": who, "id": hex_ids(rng, "M_", k), "type": rtype, "cat": cat,
                         "date": random_day_in_month(rng, t, size=k), "month": np.full(k, t, dtype=np.int64),

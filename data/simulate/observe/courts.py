@@ -69,6 +69,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from data.simulate.calendar import add_days, add_months, date_to_month, random_day_in_month
+from data.simulate.compact import shared_strings
 from data.simulate.context import MonthContext
 from data.simulate.emit import Emitter
 from data.simulate.latent import sigmoid
@@ -329,6 +330,8 @@ class _Store:
             self._cap = cap
         idx = np.arange(self.n, self.n + k)
         for name, v in values.items():
+            if self._dtypes[name] is object and isinstance(v, np.ndarray) and v.ndim == 1:
+                v = shared_strings(v)          # codes from 'U' arrays would be one str object per record
             self._cols[name][idx] = v
         self.n += k
         return idx

@@ -20,9 +20,10 @@ from collections import defaultdict
 from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from data.simulate.calendar import add_months, month_end, month_start, random_day_in_month
+from data.simulate.compact import full_object, shared_strings
 from data.simulate.context import MonthContext
 from data.simulate.draws import choice_by_weights, lognormal
 from data.simulate.latent import ACTIVE, LIQUIDATING, STATUS_CODES, sigmoid
@@ -97,6 +98,16 @@ class ScopeParams(FrozenModel):
     hazchem_licensed: dict[str, float]
     hazchem_industry_codes: tuple[str, ...]
     vocab: dict[str, tuple[str, ...]]
+
+    @model_validator(mode="after")
+    def _items_split_back(self) -> ScopeParams:
+        """A scope is stored as its joined string and split back into items, so no item may hold the separator."""
+        items = [*self.oil_items, *(o + self.unlicensed_suffix for o in self.oil_items), self.hazchem_item,
+                 *(v for words in self.vocab.values() for v in words)]
+        bad = [v for v in items if not v or self.separator in v]
+        if bad:
+            raise ValueError(f"scope items empty or containing the separator {self.separator!r}: {bad[:3]}")
+        return self
 
 
 class ScaleParams(FrozenModel):
@@ -196,10 +207,10 @@ class _Table:
         return self.cols[name]
 
     def append(self, **values: object) -> int:
-        """Add one row; returns its index."""
+        """Add one row; returns its index. Grows by 1/8: the initial rows are most of the table."""
         if self.n == len(self.cols["target"]):
             for k, v in self.cols.items():
-                grown = np.empty(max(16, 2 * len(v)), dtype=v.dtype)
+                grown = np.empty(len(v) + max(16, len(v) // 8), dtype=v.dtype)
                 grown[: len(v)] = v
                 self.cols[k] = grown
         i = self.n
@@ -316,7 +327,6 @@ class RegistrationModule:
         self.stem = np.empty(self.ent.n_max, dtype=object)
         self.used_stems: set[str] = set()
         self.stem[:] = self._new_stems(np.arange(self.ent.n_max))
-        self.ent_name = self._compose_names(np.arange(self.ent.n_max))
 
     def _new_stems(self, idx: np.ndarray) -> np.ndarray:
         """'舟山' + optional district word + 2-character trade name + sector word, unique over the run."""
@@ -344,6 +354,7 @@ class RegistrationModule:
         return out
 
     def _compose_names(self, idx: np.ndarray) -> np.ndarray:
+        """Current names, composed when emitted: stem, type and district are kept, not a name per slot."""
         suffix, dw = self.p.names.suffix, self.p.names.district_words
         return np.array([self.stem[i] + suffix[self.ent_type[i]].replace("{district}", dw[self.district[i]])
                          for i in idx.tolist()], dtype=object)
@@ -373,14 +384,14 @@ class RegistrationModule:
         self.hazchem |= np.isin(ent.industry_code, sp.hazchem_industry_codes)
         oil = np.isin(self.sector_name, sp.oil_sectors)
         k = rng.integers(sp.items[0], sp.items[1] + 1, n)
-        oil_item = np.array(sp.oil_items, dtype=object)[rng.integers(0, len(sp.oil_items), n)]
+        self.oil_code = rng.integers(0, len(sp.oil_items), n).astype(np.int8)
+        oil_item = np.array(sp.oil_items, dtype=object)[self.oil_code]
         # a random subset of the sector vocabulary per slot: the first m of a random order
         rank = np.zeros((n, max(len(v) for v in sp.vocab.values())), dtype=np.int64)
         for s in np.unique(self.sector_name):
             idx = np.flatnonzero(self.sector_name == s)
             rank[idx, : len(sp.vocab[s])] = np.argsort(rng.random((idx.size, len(sp.vocab[s]))), axis=1)
-        self.scope_items: list[list[str]] = []
-        self.mandatory: list[list[str]] = []
+        scopes: list[str] = []
         for i in range(n):
             must: list[str] = []
             if oil[i]:
@@ -391,14 +402,29 @@ class RegistrationModule:
             m = int(min(len(vocab), max(0, k[i] - len(must))))
             while m < len(vocab) and len(sp.separator.join(must + [vocab[j] for j in rank[i, :m]])) < sp.min_chars:
                 m += 1
-            self.mandatory.append(must)
-            self.scope_items.append(must + [vocab[j] for j in sorted(rank[i, :m].tolist())])
-        self.scope = np.array([sp.separator.join(s) for s in self.scope_items], dtype=object)
+            scopes.append(sp.separator.join(must + [vocab[j] for j in sorted(rank[i, :m].tolist())]))
+        self.scope = shared_strings(scopes)
+
+    def _scope_items(self, i: int) -> list[str]:
+        """Slot i's scope items: its scope string is the only copy kept (items never hold the separator)."""
+        scope = self.scope[i]
+        return scope.split(self.p.scope.separator) if scope else []
+
+    def _mandatory(self, i: int) -> list[str]:
+        """Scope items slot i may never drop, as drawn at setup: its oil item and the hazchem item."""
+        sp = self.p.scope
+        must: list[str] = []
+        if self.sector_name[i] in sp.oil_sectors:
+            item = sp.oil_items[self.oil_code[i]]
+            must.append(item if self.hazchem[i] else item + sp.unlicensed_suffix)
+        if self.hazchem[i]:
+            must.append(sp.hazchem_item)
+        return must
 
     def _draw_scale(self) -> None:
         s, ent = self.p.scale, self.ent
         e, sales = ent.employees, ent.sales
-        scale = np.full(ent.n_max, "micro", dtype=object)
+        scale = full_object(ent.n_max, "micro")
         for code in ("small", "medium", "large"):
             lo_e, lo_s = getattr(s, code)
             scale[(e >= lo_e) & (sales >= lo_s)] = code
@@ -437,19 +463,19 @@ class RegistrationModule:
             return out
 
         all_i = np.arange(n)
-        top_pos = np.where(big, "chairman", "executive_director").astype(object)
+        top_pos = shared_strings(np.where(big, "chairman", "executive_director"))
         gm_person = rep.copy()
         gm_person[new_gm] = take(int(new_gm.sum()))
         parts = [
             (all_i, np.where(hired, ctrl, rep), top_pos, ~hired),
-            (all_i, gm_person, np.full(n, "general_manager", dtype=object), hired),
-            (all_i, take(n), np.full(n, "supervisor", dtype=object), np.zeros(n, dtype=bool)),
+            (all_i, gm_person, full_object(n, "general_manager"), hired),
+            (all_i, take(n), full_object(n, "supervisor"), np.zeros(n, dtype=bool)),
         ]
         dir_t = np.repeat(all_i, n_dir)
-        parts.append((dir_t, take(dir_t.size), np.full(dir_t.size, "director", dtype=object),
+        parts.append((dir_t, take(dir_t.size), full_object(dir_t.size, "director"),
                       np.zeros(dir_t.size, dtype=bool)))
         fo_t = np.flatnonzero(fo)
-        parts.append((fo_t, take(fo_t.size), np.full(fo_t.size, "financial_officer", dtype=object),
+        parts.append((fo_t, take(fo_t.size), full_object(fo_t.size, "financial_officer"),
                       np.zeros(fo_t.size, dtype=bool)))
         target = np.concatenate([p[0] for p in parts])
         order = np.argsort(target, kind="stable")
@@ -588,7 +614,7 @@ class RegistrationModule:
             return
         ent = self.ent
         cols = {
-            "uscc": ent.uscc[idx], "ent_name": self.ent_name[idx], "ent_type": self.ent_type[idx],
+            "uscc": ent.uscc[idx], "ent_name": self._compose_names(idx), "ent_type": self.ent_type[idx],
             "ent_status": np.array(STATUS_CODES, dtype=object)[self.status[idx]],
             "status_change_date": self.status_date[idx], "establish_date": ent.establish_date[idx],
             "registered_capital": self.reg_cap[idx], "industry_code": ent.industry_code[idx],
@@ -800,12 +826,10 @@ class RegistrationModule:
                 s01_touch[sel] = c
             elif k == NAME:
                 self.stem[fi] = self._new_stems(fi)
-                self.ent_name[fi] = self._compose_names(fi)
                 s01_touch[sel] = True
             elif k == ENT_TYPE:
                 for i in fi.tolist():
                     self.ent_type[i] = choice_by_weights(rng, self.p.ent_type_changes[self.ent_type[i]], 1)[0]
-                self.ent_name[fi] = self._compose_names(fi)
                 s01_touch[sel] = True
             elif k == TERM:
                 self._change_term(fi, di, es[sel])
@@ -868,7 +892,7 @@ class RegistrationModule:
         """Add a sector item or drop an optional one, keeping 3-8 items and at least `min_chars`."""
         sp, rng = self.p.scope, self.rng
         for i in fi.tolist():
-            items, must = self.scope_items[i], self.mandatory[i]
+            items, must = self._scope_items(i), self._mandatory(i)
             vocab = [v for v in sp.vocab[self.sector_name[i]] if v not in items]
             size = len(sp.separator.join(items))
             droppable = [v for v in items if v not in must and len(items) > sp.items[0]
@@ -894,7 +918,6 @@ class RegistrationModule:
                     self.ftz[i] = "island_north" if rng.random() < 0.55 else "island_south"
                 else:
                     self.ftz[i] = "island_south"
-        self.ent_name[fi] = self._compose_names(fi)
 
     def _change_term(self, fi: np.ndarray, di: np.ndarray, forced: np.ndarray) -> None:
         tp, rng = self.p.operating_term, self.rng
