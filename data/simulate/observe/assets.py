@@ -29,8 +29,8 @@ from collections import defaultdict
 import numpy as np
 
 from data.simulate.calendar import add_months, month_end, month_start, random_day_in_month
-from data.simulate.context import MonthContext
 from data.simulate.compact import full_object, shared_strings
+from data.simulate.context import MonthContext
 from data.simulate.draws import choice_by_weights, lag_days, pick_rows
 from data.simulate.emit import Emitter
 from data.simulate.networks import hex_ids
