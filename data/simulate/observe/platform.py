@@ -20,7 +20,14 @@ How the seed figures of products_and_demands.md §8 are pinned down (for the cal
 * Request amounts: log-normal by category (firm size and platform standing tilt them), capped by
   what the firm's sales and collateral support; within the window a scale per group (credit /
   other) is solved each month so that the cumulative mean request is 74.5 / 443.9 万元 (§8).
-* The category mix is fitted at launch on the propensity-weighted pool (credit share exactly 37%).
+  A firm asks at most U(capacity_anchor) x that capacity; with nothing to borrow on in the category (no
+  turnover or collateral, or outside the category's reach, e.g. a medium firm and the small-firm guarantee
+  loan) it asks the smallest ticket a product takes.
+* The category mix is fitted at launch on the propensity-weighted pool (credit share exactly 37%); within
+  the window the credit weight is tilted month by month so that the cumulative credit share stays 37%.
+* Requests: within the window the repeat-request rate is scaled month by month so that cumulative
+  requests are 2,644 / 2,794 per registered firm (first requests already scheduled are counted ahead);
+  the window's mean multiplier is kept afterwards.
 * The cold-start PD needs a CCI, which does not exist inside the simulator. A documented proxy is
   used: z = 0.75 x standardised mean h over t-3..t-1 + 0.66 x AR(1) measurement noise (normalisation
   frozen at launch), CCI = 81 + 10 z (tiers ~35/57/6/2 %, indicators.md §4), capped by the veto caps
@@ -115,6 +122,10 @@ class DemandParams(FrozenModel):
     capacity_anchor: tuple[float, float]
     amount_quality_loading: float
     calibrate_amounts: bool
+    calibrate_credit_share: bool
+    calibrate_requests: bool
+    target_requests: float = Field(gt=0)
+    repeat_multiplier_bounds: tuple[float, float]
     capacity_sales_floor: float
     mix_max_boost: float
     target_mean_amount: tuple[float, float]
@@ -409,6 +420,11 @@ class PlatformModule:
         self.amount_cum = [(0, 0.0), (0, 0.0)]
         self.amount_window: list[list[tuple[float, int]]] = [[], []]
         self.amount_frozen = False
+        self.credit_cum = (0, 0)                     # window requests, of which credit loans
+        self.requests_cum = 0                         # window requests (all kinds)
+        self.repeat_window: list[tuple[float, float]] = []   # (multiplier, expected repeats at 1x) per month
+        self.repeat_multiplier = 1.0
+        self.repeat_post: float | None = None
         # operations
         self.capacity_used: dict[tuple[int, int], int] = defaultdict(int)
         self.loans = LoanBook()
@@ -872,7 +888,10 @@ class PlatformModule:
         sales = np.maximum(prof["t12m_sales"][slots], 0.0)
         tax = np.maximum(prof["t12m_tax_paid"][slots], 0.0)
         oil = np.isin(self.sector_name[slots], ["oil_trading_bunkering", "oil_gas_storage"])
-        floor = self.p.demands.capacity_sales_floor * sales     # what any firm could ask for on its turnover
+        # a firm without the category's collateral may still ask, on its turnover; a firm with collateral asks
+        # against it (flooring a mortgage request at turnover asked banks for several times the property's
+        # loan value, and such requests found no product whose limit covered half of them)
+        floor = self.p.demands.capacity_sales_floor * sales
         cap = {
             "credit": np.maximum(0.15 * sales, 8 * tax),
             "mortgage": np.maximum.reduce([0.6 * st["free_property_value"][slots], 0.5 * st["sea_area_value"][slots],
@@ -884,16 +903,29 @@ class PlatformModule:
             "trade_finance": 0.5 * sales,                    # one shipment's value
             "lease_insurance": np.maximum(0.5 * sales, 0.7 * st["vessel_value_est"][slots]),
         }
-        return {c: np.maximum(v, floor) for c, v in cap.items()}
+        return {c: np.where(v > 0, v, floor) for c, v in cap.items()}
 
     def _category_weights(self, slots: np.ndarray, prof: Mapping[str, np.ndarray],
                           best_cust: np.ndarray | None = None) -> np.ndarray:
         """Unnormalised category weights per firm: base mix x feasibility x stress tilt."""
-        dp, st = self.p.demands, prof
+        dp = self.p.demands
+        feas = self._feasible(slots, prof, best_cust)
+        stressed = prof["stress"][slots] > dp.stress_threshold
+        w = np.empty((slots.size, len(self.categories)))
+        for j, c in enumerate(self.categories):
+            f = np.where(feas[c], 1.0, dp.infeasible_multiplier.get(c, 1.0))
+            tilt = np.where(stressed, dp.stress_category_tilt.get(c, 1.0), 1.0)
+            w[:, j] = self.base_mix[j] * f * tilt
+        return w
+
+    def _feasible(self, slots: np.ndarray, prof: Mapping[str, np.ndarray],
+                  best_cust: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Per category, whether the firm has what its products lend on (collateral, scale, core customer)."""
+        st = prof
         if best_cust is None:
             best_cust = self._best_customer_rank(prof)
         oil = np.isin(self.sector_name[slots], ["oil_trading_bunkering", "oil_gas_storage"])
-        feas = {
+        return {
             "credit": np.ones(slots.size, dtype=bool),
             "mortgage": (st["free_property_value"][slots] > 0) | (st["sea_area_value"][slots] > 0)
             | (st["vessel_value_est"][slots] > 0),
@@ -904,13 +936,6 @@ class PlatformModule:
             "trade_finance": st["customs_trader"][slots] & (prof["grade_rank"][slots] <= 3),
             "lease_insurance": self.equipment_sector[slots] | (st["vessel_value_est"][slots] > 0),
         }
-        stressed = prof["stress"][slots] > dp.stress_threshold
-        w = np.empty((slots.size, len(self.categories)))
-        for j, c in enumerate(self.categories):
-            f = np.where(feas[c], 1.0, dp.infeasible_multiplier.get(c, 1.0))
-            tilt = np.where(stressed, dp.stress_category_tilt.get(c, 1.0), 1.0)
-            w[:, j] = self.base_mix[j] * f * tilt
-        return w
 
     def _fit_mix(self, slots: np.ndarray, weights: np.ndarray, prof: Mapping[str, np.ndarray]) -> None:
         """Scale the base category weights towards the products §8 mix (propensity-weighted pool).
@@ -947,12 +972,19 @@ class PlatformModule:
 
     def _draw_demands(self, ctx: MonthContext, slots: np.ndarray, day: np.ndarray, kind: np.ndarray,
                       prof: Mapping[str, np.ndarray], rng: np.random.Generator,
-                      calibrate_amounts: bool = False) -> dict[str, np.ndarray]:
-        """Demand fields of products §3 for the firms in `slots` (vectorised)."""
+                      in_window: bool = False) -> dict[str, np.ndarray]:
+        """Demand fields of products §3 for the firms in `slots` (vectorised); `in_window`: real requests of
+        the seed calibration window, which the amount scale and credit share track."""
         dp, t, k = self.p.demands, ctx.t, slots.size
         st = prof
         stressed = prof["stress"][slots] > dp.stress_threshold
-        cat = _choice_rows(rng, self.categories, self._category_weights(slots, prof))
+        weights = self._category_weights(slots, prof)
+        if in_window and dp.calibrate_credit_share:
+            weights = self._track_credit_share(weights)
+        cat = _choice_rows(rng, self.categories, weights)
+        if in_window:
+            n_credit = int((cat == "credit").sum())
+            self.credit_cum = (self.credit_cum[0] + k, self.credit_cum[1] + n_credit)
         med = np.array([dp.amount[c][0] for c in cat])
         sd = np.array([dp.amount[c][1] for c in cat])
         L = dp.amount_size_loading
@@ -963,14 +995,21 @@ class PlatformModule:
         cap = self._capacity(slots, prof)
         cap_c = np.array([cap[c][j] for j, c in enumerate(cat)]) if k else np.zeros(0)
         ceiling = np.array([self.category_max_amount[c] for c in cat])
-        ceiling = np.where(np.isfinite(cap_c) & (cap_c > 0),
-                           np.minimum(ceiling, cap_c * rng.uniform(*dp.capacity_anchor, k)), ceiling)
         floor = np.array([self.category_min_amount[c] for c in cat])
         oil_pledge = (cat == "pledge") & np.isin(self.sector_name[slots], ["oil_trading_bunkering", "oil_gas_storage"])
         floor = np.where(oil_pledge, np.maximum(floor, self.oil_pledge_min), floor)
+        # a firm with nothing to borrow on in the category (no turnover yet, no collateral) asks for the
+        # smallest ticket a product takes, not for the category's largest
+        anchored = np.minimum(ceiling, cap_c * rng.uniform(*dp.capacity_anchor, k))
+        ceiling = np.where(~np.isfinite(cap_c), ceiling, np.where(cap_c > 0, anchored, floor))
+        # a firm outside a category's reach (a medium firm asking for the small-firm guarantee loan, a
+        # mortgage without free property) tries the smallest ticket, not what its turnover would carry
+        feas = self._feasible(slots, prof)
+        feas_c = np.array([feas[c][j] for j, c in enumerate(cat)], dtype=bool) if k else np.zeros(0, dtype=bool)
+        ceiling = np.where(feas_c, ceiling, floor)
         is_credit = cat == "credit"
         scale = np.where(is_credit, self.amount_scale[0], self.amount_scale[1])
-        if calibrate_amounts:
+        if in_window and dp.calibrate_amounts:
             scale = self._track_amounts(raw, floor, ceiling, is_credit)
         amount = _amounts(raw * scale, floor, ceiling)
         term = np.array(dp.term_choices)[rng.choice(len(dp.term_choices), k, p=np.array(dp.term_probs))]
@@ -1057,6 +1096,29 @@ class PlatformModule:
             "submit_ts": _ts(day, rng.uniform(0.33, 0.75, k)),
         }
 
+    def _track_credit_share(self, weights: np.ndarray) -> np.ndarray:
+        """Within the calibration window, tilt this month's credit-loan weight so that the expected cumulative
+        count share of credit requests is products §8's 37%; the launch fit alone drifts by the
+        month-to-month draw (one month's noise is what remains, not the whole window's)."""
+        k = weights.shape[0]
+        if k == 0:
+            return weights
+        c = self.categories.index("credit")
+        share = self.p.demands.category_mix["credit"]
+        goal = float(np.clip(share * (self.credit_cum[0] + k) - self.credit_cum[1], 0.0, k))
+        wc = weights[:, c]
+        rest = weights.sum(axis=1) - wc
+        lo, hi = np.log(1e-3), np.log(1e3)
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            if (np.exp(mid) * wc / (np.exp(mid) * wc + rest)).sum() > goal:
+                hi = mid
+            else:
+                lo = mid
+        out = weights.copy()
+        out[:, c] = wc * np.exp(0.5 * (lo + hi))
+        return out
+
     def _track_amounts(self, raw: np.ndarray, floor: np.ndarray, ceiling: np.ndarray,
                        is_credit: np.ndarray) -> np.ndarray:
         """Within the calibration window, scale this month's credit / other requests so that the cumulative
@@ -1112,13 +1174,48 @@ class PlatformModule:
         stress = np.where(prof["stress"] > dp.stress_threshold, dp.stress_multiplier, 1.0)
         eligible = ok & ~first & ~retry & ((t - self.last_demand_month) >= dp.repeat_min_gap_months) & (
             (self.first_demand_month < 0) | (self.first_demand_month < t))
-        repeat = eligible & (rng.random(self.n) < dp.repeat_rate * season * stress)
+        p_repeat = np.where(eligible, dp.repeat_rate * season * stress, 0.0)
+        if dp.calibrate_requests:
+            self.repeat_multiplier = self._track_requests(t, p_repeat, int(first.sum() + retry.sum()))
+        repeat = eligible & (rng.random(self.n) < p_repeat * self.repeat_multiplier)
         kind = np.full(self.n, None, dtype=object)
         kind[repeat] = "repeat"
         kind[retry] = "retry"
         kind[first] = "first"
         slots = np.flatnonzero(first | retry | repeat)
+        if t <= self.t_checkpoint:
+            self.requests_cum += slots.size
         return slots, kind[slots]
+
+    def _track_requests(self, t: int, p_repeat: np.ndarray, fixed: int) -> float:
+        """Within the calibration window, the repeat-request multiplier that puts the expected cumulative
+        requests on products §8's requests per registered firm (2,644 / 2,794) x the firms registered so far,
+        less the first requests already scheduled for later window months (so repeats are not pulled forward
+        to stand in for them); this month's first requests and retries count as drawn. Afterwards the
+        window's mean."""
+        dp = self.p.demands
+        if t > self.t_checkpoint:
+            if self.repeat_post is None:
+                m = np.array(self.repeat_window) if self.repeat_window else np.ones((1, 2))
+                self.repeat_post = float(np.average(m[:, 0], weights=m[:, 1] + 1e-9))
+                self.calibration["repeat_multiplier_post"] = self.repeat_post
+            return self.repeat_post
+        registered = float(self.registered.sum())
+        pending = int(((self.first_demand_month > t) & (self.first_demand_month <= self.t_checkpoint)).sum())
+        goal = dp.target_requests / self.p.registration.target_registered * registered - pending
+        expected = float(p_repeat.sum())
+        need = goal - self.requests_cum - fixed
+        lo, hi = dp.repeat_multiplier_bounds
+        mult = float(np.clip(need / expected, lo, hi)) if expected > 0 else 1.0
+        if p_repeat.max(initial=0.0) * mult > 1.0:         # a probability cannot exceed 1: solve on the clipped sum
+            a, b = lo, mult
+            for _ in range(40):
+                mid = 0.5 * (a + b)
+                a, b = (mid, b) if np.minimum(p_repeat * mid, 1.0).sum() < need else (a, mid)
+            mult = 0.5 * (a + b)
+        self.repeat_window.append((mult, expected))
+        self.calibration["repeat_multiplier_last"] = mult
+        return mult
 
     def _demand_days(self, t: int, slots: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         start = month_start(t)
@@ -1294,9 +1391,10 @@ class PlatformModule:
                           * (dem["amount_requested"][d] / 100.0) ** mp.open_pool_amount_elasticity)
             if not r["accepted"] and kind == "enhancement" and m["u_pool"][d] < claim_p:
                 # open pool (抢单): an institution serving the district may claim it for 3 working days;
-                # large tickets are claimed more often
+                # large tickets are claimed more often; a bank claims only what its product can fund
+                # (limit >= min_limit_share x the request), or the grant would be a token amount
                 pool = np.flatnonzero(m["considered"][d] & self.p_district[district[d]]
-                                      & (m["attrs"]["signal_level"][d] <= 6))
+                                      & m["compat_parts"]["limit"][d] & (m["attrs"]["signal_level"][d] <= 6))
                 if pool.size:
                     j = int(pool[int(m["u_pool_pick"][d] * pool.size)])
                     ts = m["match_ts"][d] + np.timedelta64(int(m["u_resp"][d, j] * mp.open_pool_days
@@ -1397,11 +1495,11 @@ class PlatformModule:
         if slots.size == 0:
             return
         day = self._demand_days(t, slots, rng)
-        in_window = self.p.demands.calibrate_amounts and t <= self.t_checkpoint
+        in_window = t <= self.t_checkpoint
         if not in_window and self.p.demands.calibrate_amounts and not self.amount_frozen:
             self._freeze_amount_scale()
             self.amount_frozen = True
-        dem = self._draw_demands(ctx, slots, day, kind, prof, rng, calibrate_amounts=in_window)
+        dem = self._draw_demands(ctx, slots, day, kind, prof, rng, in_window=in_window)
         self.last_demand_month[slots] = t
         self.retry_month[slots] = -1
         nd = slots.size
