@@ -10,31 +10,51 @@ duplicates in `_duplicates/`; normalisations (USCC folding, category labels) in 
 A batch's manifest is written last, after its files were renamed into place, so a killed run leaves
 no partial batch and a rerun redoes exactly the unfinished ones. Re-ingesting a finished batch with
 the same content is a no-op; with different content it is refused.
+
+Reading and the validation query depend on nothing but the files, so they run ahead in a thread, for
+several deliveries of one sub-item at once (one DuckDB query per group: its fixed cost dominates small
+batches). Everything that depends on the run's state — registered enterprises, duplicates against what
+has landed, key conflicts, the three-way split, files and manifests — stays per batch and in order.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
-from collections.abc import Callable, Iterable
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pandas._libs.hashtable import UInt64HashTable
+from pydantic import Field
 
-from data.warehouse.readers import read_delivery
+from data.warehouse.readers import UnreadableRecord, read_delivery
 from data.warehouse.rules import q, uscc_macros, validation_sql
 from kernel.catalog import Catalog, SubItem, load_catalog
+from kernel.config import FrozenModel, configs_dir, load_yaml_model
 from kernel.errors import ZhouxinError
 
 DELIVERY = re.compile(r"^(?P<dept>[A-Z]\d\d)/(?P<lib>L\d\d)/(?P<month>\d{4}-\d{2})\.(?P<ext>csv|jsonl|parquet)$")
 META_IN = ("_source_library", "_batch_id", "_ingest_ts", "_available_date", "_row_hash")
 SCD = ("_valid_from", "_valid_to")
+RAW_PATH, RAW_BATCH, RAW_RELATION = "__zx_path__", "__zx_batch__", "__zx_raw__"   # placeholders in cached SQL
+U8MAX = np.uint64(np.iinfo(np.uint64).max)   # pandas' hash of a missing value
+# The validation query is long: the relation API (`con.sql`) tokenises and binds it twice per batch, which
+# costs more than the copy DuckDB warns about when a DB-API result is read as Arrow. Silenced for this module.
+warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning,
+                        module=r"data\.warehouse\.ingest")
 
 
 class ConservationError(ZhouxinError):
@@ -103,11 +123,17 @@ def _sha256(path: Path) -> str:
 
 
 def _atomic_parquet(table: pa.Table, path: Path) -> str:
+    """Write to a temporary name and rename: a killed run never leaves a half-written file in place.
+    The file is encoded in memory first, so its hash needs no second read."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    data = sink.getvalue()
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp, compression="zstd")
+    with tmp.open("wb") as fh:
+        fh.write(data)
     tmp.replace(path)
-    return _sha256(path)
+    return hashlib.sha256(data).hexdigest()
 
 
 def _atomic_text(text: str, path: Path) -> None:
@@ -115,6 +141,76 @@ def _atomic_text(text: str, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+
+
+class IngestConfig(FrozenModel):
+    """configs/ingest.yaml: how work is grouped and read ahead (never what lands)."""
+
+    group_max_bytes: int = Field(gt=0)
+    group_max_batches: int = Field(gt=0)
+    read_ahead_batches: int = Field(ge=0)
+
+
+@cache
+def load_ingest_config() -> IngestConfig:
+    return load_yaml_model(IngestConfig, configs_dir() / "ingest.yaml")
+
+
+def plan_groups(deliveries: list[Delivery], cfg: IngestConfig) -> list[list[int]]:
+    """Positions of deliveries validated together: same sub-item and format, in ingestion order, up to
+    the configured size; groups come in the order of their first delivery, which is the order they are
+    needed in."""
+    groups: list[list[int]] = []
+    open_group: dict[tuple[str, str], tuple[int, int]] = {}      # key -> (group index, bytes so far)
+    for i, d in enumerate(deliveries):
+        key, size = (d.sub_item, d.fmt), d.path.stat().st_size
+        g, used = open_group.get(key, (-1, 0))
+        if g < 0 or len(groups[g]) >= cfg.group_max_batches or used + size > cfg.group_max_bytes:
+            groups.append([])
+            g, used = len(groups) - 1, 0
+        groups[g].append(i)
+        open_group[key] = (g, used + size)
+    return groups
+
+
+@dataclass
+class Checked:
+    """A delivery read and run through the validation query; nothing of the run's state is used yet,
+    so this part of a batch can be done ahead, while the batch before it lands."""
+
+    sha: str
+    table: pa.Table | None                   # None: the batch had already landed when it was read
+    unreadable: list[UnreadableRecord] = field(default_factory=list)
+    fatal: str | None = None
+
+
+class HashSet:
+    """Content hashes (as uint64) of what a sub-item has landed: a flat hash table, so membership of a
+    whole batch is one vectorised lookup and each entry costs bytes, not a Python object. The table is
+    pandas' own uint64 hashtable (not public API: uv.lock pins pandas, tests/data/warehouse checks it)."""
+
+    def __init__(self) -> None:
+        self._table = UInt64HashTable()
+
+    def add(self, values: np.ndarray) -> None:
+        self._table.map_locations(np.ascontiguousarray(values, dtype=np.uint64))
+
+    def contains(self, values: np.ndarray) -> np.ndarray:
+        if len(values) == 0:
+            return np.zeros(0, dtype=bool)
+        return self._table.lookup(np.ascontiguousarray(values, dtype=np.uint64)) >= 0
+
+
+@dataclass
+class Validated:
+    """One batch split three ways; accepted stays Arrow (it is most of the rows), the small outputs are
+    pandas frames as they always were, so their Parquet files keep the same types."""
+
+    accepted: pa.Table
+    accepted_hashes: np.ndarray            # uint64 content hashes of the accepted rows
+    quarantined: pd.DataFrame
+    duplicates: pd.DataFrame
+    normalised: pd.DataFrame
 
 
 class Ingestor:
@@ -128,8 +224,11 @@ class Ingestor:
         self.con.execute("set preserve_insertion_order = true")
         for m in uscc_macros():
             self.con.execute(m)
+        self._cursors = threading.local()
         self.registered: set[str] = set()
-        self.seen: dict[str, set[str]] = {}
+        self._registered_array: pa.Array | None = None
+        self.seen: dict[str, HashSet] = {}
+        self._sql: dict[str, tuple[str, str]] = {}
         self._remove_torn_files()
         self._load_state()
 
@@ -140,26 +239,102 @@ class Ingestor:
                 tmp.unlink()
 
     # -- state from what has already landed ----------------------------------------------------------
-    def _load_state(self) -> None:
-        reg = self.wh / "ent_registration"
-        if reg.is_dir() and any(reg.rglob("*.parquet")):
-            self.registered = set(self.con.sql(f"select distinct uscc from read_parquet('{reg}/**/*.parquet')")
-                                  .df()["uscc"])
+    def _landed_files(self, sub_item: str) -> str | None:
+        """The accepted files of finished batches, as a DuckDB list literal (None if there are none).
+        A killed run can leave a batch's files renamed into place without its manifest; that batch is
+        redone, so its rows must not count as registered or already landed."""
+        folder = self.wh / sub_item
+        if not folder.is_dir():
+            return None
+        files = sorted(str(p) for p in folder.rglob("*.parquet") if self._manifest_path_of(p.stem).is_file())
+        return "[" + ", ".join(lit_str(f) for f in files) + "]" if files else None
 
-    def _seen_hashes(self, sub_item: str) -> set[str]:
+    def _load_state(self) -> None:
+        files = self._landed_files("ent_registration")
+        if files:
+            self.registered = set(self.con.sql(f"select distinct uscc from read_parquet({files})").df()["uscc"])
+
+    def _seen_hashes(self, sub_item: str) -> HashSet:
         if sub_item not in self.seen:
-            folder = self.wh / sub_item
-            if folder.is_dir() and any(folder.rglob("*.parquet")):
-                self.seen[sub_item] = set(self.con.sql(
-                    f"select _content_hash from read_parquet('{folder}/**/*.parquet')").df()["_content_hash"])
-            else:
-                self.seen[sub_item] = set()
+            seen = HashSet()
+            files = self._landed_files(sub_item)
+            if files:
+                hexes = self.con.sql(f"select _content_hash from read_parquet({files})"
+                                     ).to_arrow_table().column(0).to_pylist()
+                seen.add(np.fromiter((int(h, 16) for h in hexes), dtype=np.uint64, count=len(hexes)))
+            self.seen[sub_item] = seen
         return self.seen[sub_item]
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        """This thread's own cursor on the run's database (macros included): a cursor is not thread-safe,
+        and reading runs in the read-ahead thread while landing runs in the caller's."""
+        cur = getattr(self._cursors, "cursor", None)
+        if cur is None:
+            cur = self._cursors.cursor = self.con.cursor()
+        return cur
+
+    def _registered_values(self) -> pa.Array:
+        """The registered USCCs as an Arrow array, rebuilt only after a registration batch changed them."""
+        if self._registered_array is None:
+            self._registered_array = pa.array(sorted(self.registered), pa.string())
+        return self._registered_array
+
+    # -- many batches --------------------------------------------------------------------------------
+    def ingest_many(self, deliveries: list[Delivery]) -> Iterator[BatchResult]:
+        """Ingest in order, reading and validating groups of later batches in a thread while this one
+        lands: the query does not depend on the run's state, landing (and its state) stays in order."""
+        cfg = load_ingest_config()
+        groups = plan_groups(deliveries, cfg)
+        owner = {i: g for g, members in enumerate(groups) for i in members}
+        read: dict[int, Future[dict[int, Checked]]] = {}
+        submitted = 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zx-read") as pool:
+            try:
+                for i, d in enumerate(deliveries):
+                    while submitted < len(groups) and groups[submitted][0] <= i + cfg.read_ahead_batches:
+                        members = groups[submitted]
+                        read[submitted] = pool.submit(self._read_group, [deliveries[j] for j in members], members)
+                        submitted += 1
+                    g = owner[i]
+                    ready = read[g].result()
+                    checked = ready.pop(i)
+                    if not ready:
+                        del read[g]                 # the group's tables are freed once all its batches landed
+                    yield self._land(d, checked)
+            finally:
+                for f in read.values():
+                    f.cancel()
 
     # -- one batch -----------------------------------------------------------------------------------
     def ingest(self, d: Delivery) -> BatchResult:
-        manifest_path = self.wh / "_manifest" / f"{d.batch_id}.json"
-        sha = _sha256(d.path)
+        return self._land(d, self._read_group([d], [0])[0])
+
+    def _manifest_path(self, d: Delivery) -> Path:
+        return self._manifest_path_of(d.batch_id)
+
+    def _manifest_path_of(self, batch_id: str) -> Path:
+        return self.wh / "_manifest" / f"{batch_id}.json"
+
+    def _read_group(self, ds: list[Delivery], positions: list[int]) -> dict[int, Checked]:
+        """Hash each file and read and validate those not landed yet, in one query when they all read
+        cleanly, else one by one (thread-safe: uses only this thread's cursor and the files)."""
+        out = {p: Checked(_sha256(d.path), None) for p, d in zip(positions, ds, strict=True)}
+        todo = [(p, d) for p, d in zip(positions, ds, strict=True) if not self._manifest_path(d).is_file()]
+        if not todo:
+            return out
+        spec = self.catalog.sub_item(todo[0][1].sub_item)
+        try:
+            tables = self._check_together([d for _, d in todo], spec)
+            for (p, _), table in zip(todo, tables, strict=True):
+                out[p].table = table
+        except duckdb.Error:                      # a damaged file: find it, and read it line by line
+            for p, d in todo:
+                out[p].table, out[p].unreadable, out[p].fatal = self._check(d, spec)
+        return out
+
+    def _land(self, d: Delivery, c: Checked) -> BatchResult:
+        manifest_path = self._manifest_path(d)
+        sha = c.sha
         if manifest_path.is_file():
             old = json.loads(manifest_path.read_text(encoding="utf-8"))
             if old["source_sha256"] == sha:
@@ -167,136 +342,169 @@ class Ingestor:
                                    old["duplicates"], old["normalised"], skipped=True)
             raise RedeliveryError(f"{d.relative}: batch {d.batch_id} was already ingested from content "
                                   f"{old['source_sha256'][:12]}…, this delivery has {sha[:12]}…; refusing to overwrite")
+        if c.table is None and c.fatal is None:      # read while the same batch was landing earlier in the list
+            c = self._read_group([d], [0])[0]
         spec = self.catalog.sub_item(d.sub_item)
-        checked, unreadable, fatal = self._check(d, spec)
-        if fatal:
-            res = BatchResult(d.batch_id, d.sub_item, 0, 0, 0, 0, 0, fatal=fatal)
+        if c.fatal:
+            res = BatchResult(d.batch_id, d.sub_item, 0, 0, 0, 0, 0, fatal=c.fatal)
             qrows = pd.DataFrame([{"batch_id": d.batch_id, "sub_item": d.sub_item, "source_file": d.relative,
-                                   "line": 0, "failures": ["*:unreadable_file"], "detail": fatal, "record": ""}])
+                                   "line": 0, "failures": ["*:unreadable_file"], "detail": c.fatal, "record": ""}])
             self._write_quarantine(d, qrows)
-            self._write_manifest(d, sha, res, outputs={}, fatal=fatal)
+            self._write_manifest(d, sha, res, outputs={}, fatal=c.fatal)
             return res
-        accepted, quarantined, dups, normalised = self._validate(d, spec, checked)
+        checked, unreadable = c.table, c.unreadable
+        assert checked is not None
+        v = self._validate(d, spec, checked)
+        quarantined = v.quarantined
         qrows = pd.concat([quarantined, pd.DataFrame([{
             "batch_id": d.batch_id, "sub_item": d.sub_item, "source_file": d.relative, "line": u.line,
             "failures": [f"*:{u.rule}"], "detail": u.detail, "record": u.raw} for u in unreadable])], ignore_index=True) \
             if unreadable else quarantined
-        records_in = len(checked) + len(unreadable)
-        res = BatchResult(d.batch_id, d.sub_item, records_in, len(accepted), len(qrows), len(dups), len(normalised))
+        records_in = checked.num_rows + len(unreadable)
+        res = BatchResult(d.batch_id, d.sub_item, records_in, v.accepted.num_rows, len(qrows), len(v.duplicates),
+                          len(v.normalised))
         res.rules = _rule_counts(qrows)
         if res.accepted + res.quarantined + res.duplicates != res.records_in:
             raise ConservationError(f"{d.relative}: {res.records_in} records in, but {res.accepted} accepted + "
                                     f"{res.quarantined} quarantined + {res.duplicates} duplicates")
         outputs = {}
-        if len(accepted):
+        if v.accepted.num_rows:
             path = self.wh / d.sub_item / f"month={d.month}" / f"{d.batch_id}.parquet"
-            outputs["accepted"] = (str(path.relative_to(self.ws)), _atomic_parquet(
-                pa.Table.from_pandas(accepted, schema=landed_schema(spec), preserve_index=False), path))
+            outputs["accepted"] = (str(path.relative_to(self.ws)), _atomic_parquet(v.accepted, path))
         if len(qrows):
             outputs["quarantine"] = self._write_quarantine(d, qrows)
-        if len(dups):
+        if len(v.duplicates):
             path = self.wh / "_duplicates" / d.sub_item / f"{d.batch_id}.parquet"
             outputs["duplicates"] = (str(path.relative_to(self.ws)), _atomic_parquet(
-                pa.Table.from_pandas(dups, preserve_index=False), path))
-        if len(normalised):
+                pa.Table.from_pandas(v.duplicates, preserve_index=False), path))
+        if len(v.normalised):
             path = self.wh / "_normalised" / d.sub_item / f"{d.batch_id}.parquet"
             outputs["normalised"] = (str(path.relative_to(self.ws)), _atomic_parquet(
-                pa.Table.from_pandas(normalised, preserve_index=False), path))
+                pa.Table.from_pandas(v.normalised, preserve_index=False), path))
         self._write_manifest(d, sha, res, outputs)
-        if d.sub_item == "ent_registration":
-            self.registered.update(accepted["uscc"].tolist())
-        self._seen_hashes(d.sub_item).update(accepted["_content_hash"].tolist())
+        if d.sub_item == "ent_registration" and v.accepted.num_rows:
+            self.registered.update(v.accepted.column("uscc").to_pylist())
+            self._registered_array = None
+        self._seen_hashes(d.sub_item).add(v.accepted_hashes)
         return res
 
-    def _check(self, d: Delivery, spec: SubItem) -> tuple[pd.DataFrame, list, str | None]:
+    def _validation_sql(self, spec: SubItem, ds: list[Delivery]) -> str:
+        """The validation query over the raw columns of several deliveries (`_batch` = their index);
+        its text is built once per sub-item and format, only paths are filled in per group."""
+        key = f"{spec.code}/{ds[0].fmt}"
+        if key not in self._sql:
+            cols = [*spec.field_names, *META_IN, *(SCD if spec.is_versioned else ())]
+            if ds[0].fmt == "csv":
+                rel = f"read_csv({RAW_PATH}, all_varchar=true, header=true, strict_mode=true, null_padding=false)"
+                start = 2
+            elif ds[0].fmt == "jsonl":
+                types = ", ".join(f"'{c}': 'VARCHAR'" for c in cols)
+                rel = f"read_json({RAW_PATH}, format='newline_delimited', columns={{{types}}})"
+                start = 1
+            else:
+                rel = f"read_parquet({RAW_PATH})"
+                start = 1
+            sel = ", ".join(f"cast({q(c)} as varchar) as {q(c)}" for c in cols)
+            member = f"(select {sel}, (row_number() over ()) + {start - 1} as _line, {RAW_BATCH} as _batch from {rel})"
+            self._sql[key] = (member, validation_sql(spec, RAW_RELATION, typed=True))
+        member, query = self._sql[key]
+        raw = " union all ".join(member.replace(RAW_PATH, lit_str(str(d.path))).replace(RAW_BATCH, str(k))
+                                 for k, d in enumerate(ds))
+        return query.replace(RAW_RELATION, f"({raw})")
+
+    def _check_together(self, ds: list[Delivery], spec: SubItem) -> list[pa.Table]:
+        """Read and validate deliveries of one sub-item and format in one DuckDB query; one table per
+        delivery, its rows in line order. Raises duckdb.Error when any of the files does not read."""
+        table: pa.Table = self._cursor().execute(self._validation_sql(spec, ds)).to_arrow_table()
+        batch = table["_batch"].to_numpy()
+        order = np.lexsort((table["_line"].to_numpy(), batch))
+        if (np.diff(order) < 0).any():
+            table, batch = table.take(pa.array(order, pa.int64())), batch[order]
+        table = table.drop_columns(["_batch"])
+        bounds = np.searchsorted(batch, np.arange(len(ds) + 1))
+        return [table.slice(a, b - a) for a, b in itertools.pairwise(bounds)]
+
+    def _check(self, d: Delivery, spec: SubItem) -> tuple[pa.Table, list[UnreadableRecord], str | None]:
         """Read and validate in one DuckDB query (fast path); damaged files go through the line reader."""
-        cols = [*spec.field_names, *META_IN, *(SCD if spec.is_versioned else ())]
-        path = str(d.path).replace("'", "''")
-        if d.fmt == "csv":
-            rel = f"read_csv('{path}', all_varchar=true, header=true, strict_mode=true, null_padding=false)"
-            start = 2
-        elif d.fmt == "jsonl":
-            types = ", ".join(f"'{c}': 'VARCHAR'" for c in cols)
-            rel = f"read_json('{path}', format='newline_delimited', columns={{{types}}})"
-            start = 1
-        else:
-            rel = f"read_parquet('{path}')"
-            start = 1
-        sel = ", ".join(f"cast({q(c)} as varchar) as {q(c)}" for c in cols)
-        raw = f"(select {sel}, (row_number() over ()) + {start - 1} as _line from {rel})"
         try:
-            return self.con.sql(validation_sql(spec, raw, typed=True)).df(), [], None
+            return self._check_together([d], spec)[0], [], None
         except duckdb.Error:
             pass
+        cols = [*spec.field_names, *META_IN, *(SCD if spec.is_versioned else ())]
         result = read_delivery(d.path, d.fmt)
         if result.fatal:
-            return pd.DataFrame(), [], result.fatal
+            return pa.table({}), [], result.fatal
         frame = result.frame
         for c in cols:
             if c not in frame.columns:
                 frame[c] = None
         if frame.empty:
-            return pd.DataFrame(), result.unreadable, None
-        self.con.register("batch_raw", frame[[*cols, "_line"]])
-        checked = self.con.sql(validation_sql(spec, "batch_raw", typed=True)).df()
-        self.con.unregister("batch_raw")
+            return pa.table({}), result.unreadable, None
+        self._cursor().register("batch_raw", frame[[*cols, "_line"]])
+        checked = self._cursor().execute(validation_sql(spec, "batch_raw", typed=True)).to_arrow_table()
+        self._cursor().unregister("batch_raw")
         return checked, result.unreadable, None
 
-    def _validate(self, d: Delivery, spec: SubItem, checked: pd.DataFrame
-                  ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-        if checked.empty:
+    def _validate(self, d: Delivery, spec: SubItem, checked: pa.Table) -> Validated:
+        """Split a checked batch into accepted / quarantined / duplicates, in Arrow and numpy: per-record
+        Python work is left only for the few records that are quarantined."""
+        if checked.num_rows == 0:
             empty = pd.DataFrame()
-            return empty, empty, empty, empty
+            return Validated(pa.table({}), np.zeros(0, dtype=np.uint64), empty, empty, empty)
         fields = list(spec.field_names)
-        norm = checked[[f"n_{f}" for f in fields]]
+        n = checked.num_rows
         # content hash over normalised fields + availability: what makes two records the same fact
-        content = pd.util.hash_pandas_object(
-            pd.concat([norm.astype("string"), checked["_available_date"].astype("string")], axis=1), index=False)
-        checked["_content_hash"] = [f"{v:016x}" for v in content.to_numpy(dtype=np.uint64).tolist()]
-        fails = [list(f) for f in checked["failures"].tolist()]   # plain lists: cheap to extend per row
+        content = frame_hash([checked[f"n_{f}"] for f in fields] + [checked["_available_date"]])
+        sql_failed = pc.greater(pc.list_value_length(checked["failures"]), 0).to_numpy(zero_copy_only=False)
         # referential integrity: the enterprise must already be registered on the platform
+        unknown = np.zeros(n, dtype=bool)
         if spec.code != "ent_registration":
-            unknown = (~checked["n_uscc"].isin(self.registered) & checked["n_uscc"].notna()).to_numpy()
-            for i in np.flatnonzero(unknown):
-                if not any(x.startswith("uscc:") for x in fails[i]):
-                    fails[i].append("uscc:unknown_enterprise")
+            uscc = checked["n_uscc"]
+            known = pc.is_in(uscc, value_set=self._registered_values())
+            unknown = pc.and_(pc.invert(known), pc.is_valid(uscc)).to_numpy(zero_copy_only=False)
         # near-duplicates: same key, same availability, different content -> the later ones conflict
-        key_cols = [f"n_{k}" for k in spec.key]
-        keyed = checked[[*key_cols, "_available_date"]].astype("string").fillna("∅")
-        dup_key = keyed.duplicated(keep="first").to_numpy()
-        dup_content_in_batch = checked["_content_hash"].duplicated(keep="first").to_numpy()
-        seen = self._seen_hashes(spec.code)
-        dup_seen = checked["_content_hash"].isin(seen).to_numpy()
+        dup_key = later_occurrences(group_codes([checked[f"n_{k}"] for k in spec.key] + [checked["_available_date"]]))
+        dup_content_in_batch = later_occurrences(content)
+        dup_seen = self._seen_hashes(spec.code).contains(content)
         is_dup = dup_content_in_batch | dup_seen
-        for i in np.flatnonzero(dup_key & ~is_dup):
-            fails[i].append(f"{spec.key[-1]}:key_conflict")
-        bad = np.fromiter((bool(f) for f in fails), dtype=bool, count=len(fails)) & ~is_dup
+        key_conflict = dup_key & ~is_dup
+        bad = (sql_failed | unknown | key_conflict) & ~is_dup
         good = ~bad & ~is_dup
+        hexes = hex_hashes(content)
         # normalisations applied to accepted records (USCC folding, category labels/case)
-        normalised = _normalisation_log(checked[good], spec, d)
+        normalised = _normalisation_log(checked, good, spec, d)
+        bad_at = pa.array(np.flatnonzero(bad), pa.int64())
         raw_cols = [*fields, *META_IN, *(SCD if spec.is_versioned else ())]
-        qrows = checked[bad]
+        qsel = checked.select([*raw_cols, "failures", "_line"]).take(bad_at)
+        fails = []
+        for i, f in zip(bad_at.to_pylist(), qsel["failures"].to_pylist(), strict=True):
+            if unknown[i] and not any(x.startswith("uscc:") for x in f):
+                f.append("uscc:unknown_enterprise")
+            if key_conflict[i]:
+                f.append(f"{spec.key[-1]}:key_conflict")
+            fails.append(f)
         quarantined = pd.DataFrame({
             "batch_id": d.batch_id, "sub_item": spec.code, "source_file": d.relative,
-            "line": qrows["_line"].astype(np.int64).to_numpy(), "failures": [fails[i] for i in np.flatnonzero(bad)],
-            "detail": "", "record": [json.dumps({c: r[c] for c in raw_cols}, ensure_ascii=False)
-                                     for r in qrows[raw_cols].to_dict("records")]})
-        drows = checked[is_dup]
-        dups = pd.DataFrame({"batch_id": d.batch_id, "line": drows["_line"].astype(np.int64).to_numpy(),
-                             "_content_hash": drows["_content_hash"].to_numpy(),
-                             "_row_hash": drows["_row_hash"].to_numpy(),
+            "line": qsel["_line"].to_numpy().astype(np.int64), "failures": fails, "detail": "",
+            "record": [json.dumps(r, ensure_ascii=False) for r in qsel.select(raw_cols).to_pylist()]})
+        dup_at = pa.array(np.flatnonzero(is_dup), pa.int64())
+        drows = checked.select(["_line", "_row_hash"]).take(dup_at)
+        dups = pd.DataFrame({"batch_id": d.batch_id,
+                             "line": drows["_line"].to_numpy().astype(np.int64),
+                             "_content_hash": hexes.take(dup_at).to_numpy(zero_copy_only=False),
+                             "_row_hash": drows["_row_hash"].to_numpy(zero_copy_only=False),
                              "reason": np.where(dup_seen[is_dup], "already_landed", "exact_duplicate_in_batch")})
-        acc = checked[good]
-        typed = [f"t_{c}" for c in (*fields, "_available_date", *(SCD if spec.is_versioned else ()))]
-        accepted = acc[typed].rename(columns=lambda c: c[2:])
-        for c in META_IN:
-            if c != "_available_date":
-                accepted[c] = acc[c].to_numpy()
-        accepted = accepted[[*fields, "_available_date", *(c for c in META_IN if c != "_available_date"),
-                             *(SCD if spec.is_versioned else ())]]
-        accepted = accepted.assign(_content_hash=acc["_content_hash"].to_numpy(), _source_file=d.relative,
-                                   _source_line=acc["_line"].astype(np.int64).to_numpy())
-        return accepted.reset_index(drop=True), quarantined, dups, normalised
+        versioned = SCD if spec.is_versioned else ()
+        schema = landed_schema(spec)
+        landed = pa.table([*(checked[f"t_{c}"] for c in (*fields, "_available_date")),
+                           *(checked[c] for c in META_IN if c != "_available_date"),
+                           *(checked[f"t_{c}"] for c in versioned), hexes,
+                           pa.array([d.relative] * n, pa.string()), checked["_line"]], names=schema.names)
+        if not good.all():
+            landed = landed.take(pa.array(np.flatnonzero(good), pa.int64()))
+        accepted = pa.Table.from_arrays([_nan_to_null(c).cast(f.type) for c, f in zip(landed.columns, schema, strict=True)],
+                                        schema=schema)
+        return Validated(accepted, content[good], quarantined, dups, normalised)
 
     def _write_quarantine(self, d: Delivery, qrows: pd.DataFrame) -> tuple[str, str]:
         path = self.wh / "_quarantine" / d.sub_item / f"{d.batch_id}.parquet"
@@ -342,18 +550,81 @@ def _rule_counts(qrows: pd.DataFrame) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _normalisation_log(rows: pd.DataFrame, spec: SubItem, d: Delivery) -> pd.DataFrame:
+def _normalisation_log(checked: pa.Table, good: np.ndarray, spec: SubItem, d: Delivery) -> pd.DataFrame:
+    """Raw -> normalised value changes of accepted records, field by field in catalog order."""
     parts = []
     for f in spec.fields:
         if f.dtype not in ("category", "string"):
             continue
-        raw, norm = rows[f.name], rows[f"n_{f.name}"]
-        changed = raw.notna() & (raw.astype("string") != norm.astype("string"))
+        raw, norm = checked[f.name].cast(pa.string()), checked[f"n_{f.name}"].cast(pa.string())
+        changed = pc.fill_null(pc.not_equal(raw, norm), False).to_numpy(zero_copy_only=False) & good
         if changed.any():
-            parts.append(pd.DataFrame({"batch_id": d.batch_id, "line": rows.loc[changed, "_line"].astype(np.int64),
-                                       "field": f.name, "raw": raw[changed].astype(str),
-                                       "normalised": norm[changed].astype(str)}))
+            at = pa.array(np.flatnonzero(changed), pa.int64())
+            parts.append(pd.DataFrame({"batch_id": d.batch_id,
+                                       "line": checked["_line"].take(at).to_numpy().astype(np.int64),
+                                       "field": f.name, "raw": raw.take(at).to_numpy(zero_copy_only=False),
+                                       "normalised": norm.take(at).to_numpy(zero_copy_only=False)}))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _value_hashes(col: pa.ChunkedArray) -> np.ndarray:
+    """pandas' hash of each value of a string column (`hash_array` with categorize): each distinct value
+    is hashed once, missing values hash to 2**64-1."""
+    enc = pc.dictionary_encode(col.cast(pa.string())).combine_chunks()
+    uniques = enc.dictionary.to_numpy(zero_copy_only=False)
+    if len(uniques) == 0:
+        return np.full(len(enc), U8MAX, dtype=np.uint64)
+    hashed = pd.util.hash_array(uniques, categorize=False)
+    out = hashed.take(pc.fill_null(enc.indices, 0).to_numpy())
+    out[pc.is_null(enc.indices).to_numpy(zero_copy_only=False)] = U8MAX
+    return out
+
+
+def frame_hash(columns: list[pa.ChunkedArray]) -> np.ndarray:
+    """The row hash `pd.util.hash_pandas_object(frame.astype("string"), index=False)` gives, computed from
+    Arrow columns without building the frame (landed `_content_hash` values must not change)."""
+    mult = np.uint64(1000003)
+    out = np.full(len(columns[0]), np.uint64(0x345678), dtype=np.uint64)
+    for i, col in enumerate(columns):
+        inverse = len(columns) - i
+        out ^= _value_hashes(col)
+        out *= mult
+        mult += np.uint64(82520 + inverse + inverse)
+    out += np.uint64(97531)
+    return out
+
+
+def hex_hashes(values: np.ndarray) -> pa.Array:
+    """uint64 -> 16 lower-case hex digits, vectorised."""
+    digits = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)), dtype="S2")
+    as_bytes = values.astype(">u8").view(np.uint8).reshape(-1, 8)
+    text = np.ascontiguousarray(digits[as_bytes]).view("S16").reshape(-1)
+    return pa.array(text, pa.binary(16)).cast(pa.binary()).cast(pa.string())
+
+
+def group_codes(columns: list[pa.ChunkedArray]) -> np.ndarray:
+    """One integer per distinct tuple of string values (a missing value counts as the text '∅', as the
+    key check always has), numbered densely."""
+    group = np.zeros(len(columns[0]), dtype=np.int64)
+    for col in columns:
+        enc = pc.dictionary_encode(pc.fill_null(col.cast(pa.string()), "∅")).combine_chunks()
+        codes = enc.indices.to_numpy().astype(np.int64)
+        group = np.unique(group * max(len(enc.dictionary), 1) + codes, return_inverse=True)[1].reshape(-1)
+    return group
+
+
+def later_occurrences(values: np.ndarray) -> np.ndarray:
+    """True for every value already seen earlier in the array (`duplicated(keep="first")`)."""
+    later = np.ones(len(values), dtype=bool)
+    later[np.unique(values, return_index=True)[1]] = False
+    return later
+
+
+def _nan_to_null(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """NaN in a float column lands as null, as it did when the batch went through pandas."""
+    if pa.types.is_floating(col.type):
+        return pc.if_else(pc.is_nan(col), pa.scalar(None, col.type), col)
+    return col
 
 
 @dataclass
@@ -376,8 +647,7 @@ def ingest_all(ws: Path, progress: Callable[[int, int], None] | None = None,
     todo = list(deliveries) if deliveries is not None else list_deliveries(ws / "raw", catalog)
     ing = Ingestor(ws, catalog)
     total = IngestSummary()
-    for i, d in enumerate(todo):
-        r = ing.ingest(d)
+    for i, r in enumerate(ing.ingest_many(todo)):
         total.batches += 1
         total.skipped += r.skipped
         total.records_in += r.records_in
