@@ -18,6 +18,7 @@ FULLWIDTH_FROM = "".join(chr(0xFF10 + i) for i in range(10)) + "".join(chr(0xFF2
     chr(0xFF41 + i) for i in range(26))
 FULLWIDTH_TO = "0123456789" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ" + "abcdefghijklmnopqrstuvwxyz"
 USCC_WEIGHTS = [pow(3, i, 31) for i in range(17)]
+INT64_LIMIT = "9.2e18"            # |value| of an int field at or beyond this does not fit the landed bigint
 CASE_SENSITIVE = frozenset({"A", "B", "C", "D", "M", "AA", "AAA"})
 
 
@@ -122,6 +123,8 @@ def failure_checks(spec: SubItem) -> list[tuple[str, str, str]]:
             checks.append((f.name, "dtype", f"{col} is not null and {typed} is null"))
         if f.dtype == "int":
             checks.append((f.name, "dtype", f"{typed} is not null and {typed} <> round({typed})"))
+            # beyond a 64-bit integer ('1e20'): the record is quarantined, the landing cast never sees it
+            checks.append((f.name, "dtype", f"{typed} is not null and abs({typed}) >= {INT64_LIMIT}"))
         if f.dtype == "category" and f.allowed:
             values = ", ".join(lit(v) for v in f.allowed)
             checks.append((f.name, "allowed_values", f"{col} is not null and {col} not in ({values})"))
@@ -185,7 +188,7 @@ def typed_select(spec: SubItem, prefix: str = "") -> str:
         col = q("n_" + f.name)
         out = q(prefix + f.name)
         if f.dtype == "int":
-            parts.append(f"cast(try_cast({col} as double) as bigint) as {out}")
+            parts.append(f"try_cast(try_cast({col} as double) as bigint) as {out}")
         elif f.dtype in ("float", "date", "bool"):
             parts.append(f"{_typed(f, col)} as {out}")
         else:
