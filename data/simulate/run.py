@@ -7,13 +7,13 @@ and swapped in at the end, so an interrupted run never leaves a half-written wor
 from __future__ import annotations
 
 import json
+import resource
 import shutil
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import psutil
 
 from data.simulate.calendar import month_label
 from data.simulate.context import ObservationModule
@@ -49,6 +49,13 @@ class SimulationSummary:
         return self.total_rows / max(self.seconds, 1e-9)
 
 
+def peak_rss_mb() -> float:
+    """The process's resident-memory high-water mark (MiB): sampling between months missed the peaks inside
+    them (a 335k-firm run sampled 7.4 GiB against a true 8.6 GiB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10     # bytes on macOS, KiB on Linux
+
+
 def simulate_world(params: WorldParams, workspace: Path, modules: Sequence[ObservationModule] | None = None,
                    monte_carlo: bool = True, dirty: bool = True,
                    progress: Callable[[int, int], None] | None = None) -> SimulationSummary:
@@ -70,16 +77,13 @@ def simulate_world(params: WorldParams, workspace: Path, modules: Sequence[Obser
                              seed=params.seed, monte_carlo=monte_carlo)
     sim.month_hooks.append(recorder)
     months = list(sim.months())
-    peak = 0.0
-    proc = psutil.Process()
     for i, t in enumerate(months):
         sim.step(t)
-        peak = max(peak, proc.memory_info().rss / 2**20)
         if progress:
             progress(i + 1, len(months))
     sim.emitter.flush_all()
     recorder.finish(sim.ent, sim.net, sim.latent.current_mu, params.sector_names)
-    peak = max(peak, proc.memory_info().rss / 2**20)
+    peak = peak_rss_mb()
     seconds = time.perf_counter() - t0
     summary = SimulationSummary(
         enterprises=params.enterprises, slots_used=int(sim.latent.state.born.sum()), start=month_label(params.t_first),
