@@ -32,6 +32,9 @@ class DirtInjector(Protocol):
         ...
 
 
+INGEST_TIME = "T02:00:00"     # platform ingestion runs nightly: a delivery is loaded the next day at 02:00
+
+
 def route_rows(frame: pd.DataFrame, libraries: tuple[Library, ...]) -> np.ndarray:
     """Library id per row: the first library whose selector matches, else the one without a selector."""
     out = np.empty(len(frame), dtype=object)
@@ -55,11 +58,35 @@ def route_rows(frame: pd.DataFrame, libraries: tuple[Library, ...]) -> np.ndarra
     return out
 
 
+def _is_default_index(index: pd.Index) -> bool:
+    """0, 1, ..., n-1 already (as spoil and routing leave it): then resetting would only copy the frame."""
+    return isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
+
+
 def row_hashes(frame: pd.DataFrame) -> np.ndarray:
     """A stable 16-hex hash of each row's catalog fields (duplicates share it)."""
     h = pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
     hexed = h.astype(">u8").tobytes().hex()
     return np.array([hexed[i:i + 16] for i in range(0, len(hexed), 16)], dtype=object)
+
+
+def _iso_days(arr: np.ndarray) -> np.ndarray:
+    """ISO strings of datetime64[D] values, None for NaT.
+
+    A delivery holds few distinct dates (one availability month, a few event days), so each distinct
+    day is formatted once and shared: formatting every cell was a per-row cost of every CSV/JSON file.
+    """
+    days, inv = np.unique(arr, return_inverse=True)
+    txt = np.datetime_as_string(days, unit="D").astype(object)[inv.reshape(-1)]
+    txt[np.isnat(arr)] = None
+    return txt
+
+
+def _ingest_stamps(avail: np.ndarray) -> np.ndarray:
+    """`_ingest_ts` per row: 02:00 on the day after availability, formatted once per distinct day."""
+    days, inv = np.unique(avail, return_inverse=True)
+    stamps = np.char.add(np.datetime_as_string(days + np.timedelta64(1, "D"), unit="D").astype(str), INGEST_TIME)
+    return stamps.astype(object)[inv.reshape(-1)]
 
 
 def _iso_dates(frame: pd.DataFrame) -> pd.DataFrame:
@@ -68,11 +95,13 @@ def _iso_dates(frame: pd.DataFrame) -> pd.DataFrame:
     for c in frame.columns:
         col = frame[c]
         if pd.api.types.is_datetime64_any_dtype(col):
-            arr = col.to_numpy(dtype="datetime64[D]")
-            txt = np.datetime_as_string(arr, unit="D").astype(object)
-            txt[np.isnat(arr)] = None
-            cols[c] = txt
-    return frame.assign(**cols) if cols else frame
+            cols[c] = _iso_days(col.to_numpy(dtype="datetime64[D]"))
+    if not cols:
+        return frame
+    out = frame.copy(deep=False)    # only the date columns change: no need to copy every other column
+    for c, txt in cols.items():
+        out[c] = txt
+    return out
 
 
 TRUTH_CASCADE_SCHEMA = pa.schema([("batch_id", pa.string()), ("sub_item", pa.string()), ("row_number", pa.int64()),
@@ -127,12 +156,12 @@ class FileSink:
             return
         dept = self.catalog.department(lib.department)
         batch_id = f"{lib.id}-{month_label(month).replace('-', '')}"
-        delivered = delivered.reset_index(drop=True)
+        if not _is_default_index(delivered.index):
+            delivered = delivered.reset_index(drop=True)
         truth_ent = delivered["__ent"].to_numpy()
         truth_cause = delivered["__cause"].to_numpy()
         avail = delivered["_available_date"].to_numpy(dtype="datetime64[D]")
-        ingest_ts = np.char.add(np.datetime_as_string(avail + np.timedelta64(1, "D"), unit="D").astype(str),
-                                "T02:00:00").astype(object)
+        ingest_ts = _ingest_stamps(avail)
         meta = ["_source_library", "_batch_id", "_ingest_ts", "_available_date", "_row_hash"]
         if spec.is_versioned:
             meta += ["_valid_from", "_valid_to"]
@@ -203,15 +232,37 @@ def _write_frame(frame: pd.DataFrame, path: Path, fmt: str) -> str:
     """Write atomically (temp file, then rename) and return the file's sha256."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
+    data = _encode(frame, fmt)
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _json_lines(frame: pd.DataFrame) -> memoryview:
+    """UTF-8 of `frame.to_json(orient="records", lines=True, force_ascii=False)`, split into lines faster.
+
+    pandas splits the JSON array into lines byte by byte in a loop. Records here are flat, so the
+    commas it turns into newlines are exactly the "},{" between records; when the text holds no other
+    "},{" (one inside a string value), a plain replace gives the same bytes. Otherwise pandas splits.
+    """
+    raw = frame.to_json(orient="records", force_ascii=False).encode("utf-8")
+    if len(frame) and raw.count(b"},{") == len(frame) - 1:
+        out = bytearray(raw.replace(b"},{", b"}\n{"))
+        out[-1:] = b"\n"                # the closing "]" becomes the last line's newline
+        return memoryview(out)[1:]      # and the opening "[" goes
+    return memoryview(frame.to_json(orient="records", lines=True, force_ascii=False).encode("utf-8"))
+
+
+def _encode(frame: pd.DataFrame, fmt: str) -> memoryview:
+    """The file's bytes, built in memory: hashing them there saves reading every delivery back."""
+    if fmt == "jsonl":
+        return _json_lines(_iso_dates(frame))    # to_json(path) writes UTF-8 without newline translation
+    buf = pa.BufferOutputStream()
     if fmt == "parquet":
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buf, compression="zstd")
     elif fmt == "csv":
         table = pa.Table.from_pandas(_iso_dates(frame), preserve_index=False)
-        pacsv.write_csv(table, tmp, pacsv.WriteOptions(quoting_style="needed"))
-    elif fmt == "jsonl":
-        _iso_dates(frame).to_json(tmp, orient="records", lines=True, force_ascii=False)
+        pacsv.write_csv(table, buf, pacsv.WriteOptions(quoting_style="needed"))
     else:
         raise ValueError(f"unknown delivery format {fmt!r}")
-    tmp.replace(path)
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return memoryview(buf.getvalue())

@@ -85,6 +85,44 @@ def _log(rows: np.ndarray, defect: str, field: str, original: object) -> pd.Data
                          "original": [None if pd.isna(v) else str(v) for v in orig]})
 
 
+def _rows_by_value(values: np.ndarray, distinct: np.ndarray) -> list[np.ndarray]:
+    """Ascending row numbers of each value of `distinct` (the column's `unique()`, in that order).
+
+    One grouping pass instead of comparing the whole column with every chosen value, which grew with
+    rows x firms. Missing values get no rows: `==` never matches them either.
+    """
+    codes, uniques = pd.factorize(values)          # same first-appearance order as unique(), nulls -1
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+    groups = iter(order[bounds[k]:bounds[k + 1]] for k in range(len(uniques)))
+    out = [np.zeros(0, dtype=np.int64) if pd.isna(v) else next(groups) for v in distinct]
+    if next(groups, None) is not None:
+        raise AssertionError("factorize and unique disagree on the distinct values")
+    return out
+
+
+def _set_rows(f: pd.DataFrame, column: str, rows: np.ndarray, values: list[object] | np.ndarray) -> None:
+    """`f.loc[rows, column] = values` for an object column, through its array (a `.loc` write per
+    field and delivery cost about a millisecond)."""
+    if f[column].dtype != object:
+        f.loc[rows, column] = values
+        return
+    arr = f[column].to_numpy(copy=True)
+    arr[rows] = values
+    f[column] = arr
+
+
+def _numbered(log: pd.DataFrame, row: np.ndarray) -> pd.DataFrame:
+    """The log with each defect's delivered `row_number`; defects on rows not delivered are dropped.
+
+    Built from arrays in one go: the equivalent dropna / astype / drop chain copied the log three
+    times per delivery.
+    """
+    found = ~pd.isna(row)
+    cols = {c: log[c].to_numpy()[found] for c in log.columns if c != "__pos"}
+    return pd.DataFrame(cols | {"row_number": row[found].astype(np.int64)}, index=log.index[found])
+
+
 class DirtyInjector:
     """Spoils deliveries per the configured rates; holds late batches and revisions for later months."""
 
@@ -101,7 +139,7 @@ class DirtyInjector:
     def spoil(self, frame: pd.DataFrame, batch: Batch, library: Library) -> tuple[pd.DataFrame, pd.DataFrame]:
         spec = batch.sub_item
         month = batch.month
-        f = frame.reset_index(drop=True).copy()
+        f = frame.reset_index(drop=True)     # a new frame already: the defects below never touch `frame`
         f["__pos"] = np.arange(len(f))
         logs: list[pd.DataFrame] = []
         f = self._late_month(f, spec, library, month, logs)
@@ -136,12 +174,12 @@ class DirtyInjector:
         # final row numbers: position in the delivered file
         if len(f) != n_before or held:
             order = np.argsort(f["__pos"].to_numpy(), kind="stable")
-            f = f.iloc[order].reset_index(drop=True)
+            f = f.take(order)                  # a new frame: renumber it without a second copy
+            f.index = pd.RangeIndex(len(f))
         pos_to_row = pd.Series(np.arange(len(f)), index=f["__pos"].to_numpy())
         log = pd.concat(logs, ignore_index=True) if logs else pd.DataFrame(columns=["__pos", "defect", "field", "original"])
         if len(log):
-            log["row_number"] = pos_to_row.reindex(log["__pos"].to_numpy()).to_numpy()
-            log = log.dropna(subset=["row_number"]).astype({"row_number": np.int64}).drop(columns="__pos")
+            log = _numbered(log, pos_to_row.reindex(log["__pos"].to_numpy()).to_numpy())
         return f.drop(columns="__pos"), log
 
     # -- defects ---------------------------------------------------------------------------------
@@ -154,17 +192,17 @@ class DirtyInjector:
             rows = self._pick("uscc_check_typo", len(f), p.uscc_check_typo.rate)
             if rows.size:
                 rng = self.rngs["uscc_check_typo"]
-                orig = f.loc[rows, "uscc"].to_numpy()
+                orig = f["uscc"].to_numpy()[rows]
                 new = []
                 for code in orig:
                     wrong = USCC_CHARS[(USCC_CHARS.index(code[17]) + int(rng.integers(1, 31))) % 31]
                     new.append(code[:17] + wrong)
-                f.loc[rows, "uscc"] = new
-                logs.append(_log(f.loc[rows, "__pos"].to_numpy(), "D1", "uscc", orig))
+                _set_rows(f, "uscc", rows, new)
+                logs.append(_log(f["__pos"].to_numpy()[rows], "D1", "uscc", orig))
         rows = self._pick("uscc_normalisable", len(f), p.uscc_normalisable.rate)
         if rows.size:
             rng = self.rngs["uscc_normalisable"]
-            orig = f.loc[rows, "uscc"].to_numpy()
+            orig = f["uscc"].to_numpy()[rows]
             kind = rng.integers(0, 3, rows.size)
             new = []
             for code, k in zip(orig, kind, strict=True):
@@ -174,8 +212,8 @@ class DirtyInjector:
                     new.append(f" {code[:6]} {code[6:]} ")
                 else:
                     new.append(code.lower() if any(c.isalpha() for c in code) else f"{code} ")
-            f.loc[rows, "uscc"] = new
-            logs.append(_log(f.loc[rows, "__pos"].to_numpy(), "D2", "uscc", orig))
+            _set_rows(f, "uscc", rows, new)
+            logs.append(_log(f["__pos"].to_numpy()[rows], "D2", "uscc", orig))
 
     def _money(self, f: pd.DataFrame, spec: SubItem, logs: list[pd.DataFrame]) -> None:
         p = self.p
@@ -237,10 +275,11 @@ class DirtyInjector:
             if fl.dtype != "category":
                 continue
             rows = self._pick("category_drift", len(f), self.p.category_drift.rate)
-            rows = rows[f[fl.name].iloc[rows].notna().to_numpy()] if rows.size else rows
+            col = f[fl.name].to_numpy()
+            rows = rows[pd.notna(col[rows])] if rows.size else rows
             if not rows.size:
                 continue
-            orig = f[fl.name].iloc[rows].to_numpy().copy()
+            orig = col[rows].copy()
             labels = self.p.category_labels_zh.get(fl.name, {})
             new = []
             for v in orig:
@@ -251,8 +290,8 @@ class DirtyInjector:
                     new.append(f"{v} ")
                 else:
                     new.append(v.upper())
-            f.loc[rows, fl.name] = new
-            logs.append(_log(f.loc[rows, "__pos"].to_numpy(), "D9", fl.name, orig))
+            _set_rows(f, fl.name, rows, new)
+            logs.append(_log(f["__pos"].to_numpy()[rows], "D9", fl.name, orig))
 
     def _shareholders(self, f: pd.DataFrame, spec: SubItem, logs: list[pd.DataFrame]) -> None:
         cfg = self.p.shareholder_ratio
@@ -260,18 +299,27 @@ class DirtyInjector:
             return
         rng = self.rngs["shareholder_ratio"]
         firms = f["uscc"].unique()
-        chosen = firms[rng.random(firms.size) < cfg.rate]
-        for code in chosen:
-            rows = np.flatnonzero((f["uscc"] == code).to_numpy())
-            orig = f.loc[rows, "share_ratio"].to_numpy().copy()
+        chosen = np.flatnonzero(rng.random(firms.size) < cfg.rate)
+        rows_of = _rows_by_value(f["uscc"].to_numpy(), firms)
+        ratio = f["share_ratio"].to_numpy(dtype=np.float64, copy=True)
+        pos = f["__pos"].to_numpy()
+        hit: list[np.ndarray] = []        # rows changed, their originals, in the order of the draws
+        was: list[np.ndarray] = []
+        for k in chosen.tolist():         # firms' rows are disjoint: write all changes once at the end
+            rows = rows_of[k]
+            orig = ratio[rows]
             if rows.size > 1 and rng.random() < 0.5:
-                drop = rows[int(rng.integers(rows.size))]
-                f.loc[drop, "share_ratio"] = np.nan
-                logs.append(_log(np.array([f.at[drop, "__pos"]]), "D10", "share_ratio", [orig[list(rows).index(drop)]]))
+                j = int(rng.integers(rows.size))
+                rows, orig = rows[j:j + 1], orig[j:j + 1]
+                ratio[rows] = np.nan
             else:
                 factor = rng.uniform(0.98, 1.02)
-                f.loc[rows, "share_ratio"] = np.round(orig * factor, 4)
-                logs.append(_log(f.loc[rows, "__pos"].to_numpy(), "D10", "share_ratio", orig))
+                ratio[rows] = np.round(orig * factor, 4)
+            hit.append(rows)
+            was.append(orig)
+        if hit:
+            f["share_ratio"] = ratio
+            logs.append(_log(pos[np.concatenate(hit)], "D10", "share_ratio", np.concatenate(was)))
 
     def _stale(self, f: pd.DataFrame, spec: SubItem, logs: list[pd.DataFrame]) -> None:
         cfg = self.p.stale_snapshot
@@ -284,7 +332,7 @@ class DirtyInjector:
             if rows.size:
                 prev_by = prev.set_index("uscc")
                 keys = f.loc[rows, "uscc"].to_numpy()
-                ok = np.isin(keys, prev_by.index.to_numpy())
+                ok = pd.Index(keys, dtype=object).isin(prev_by.index)   # hashed: np.isin sorts objects
                 rows = rows[ok]
                 if rows.size:
                     stale = prev_by.loc[f.loc[rows, "uscc"].to_numpy(), fields]
@@ -313,10 +361,10 @@ class DirtyInjector:
             return
         rows = self._pick("entity_mislink", len(f), rate)
         if rows.size:
-            orig = f.loc[rows, "uscc"].to_numpy().copy()
+            orig = f["uscc"].to_numpy()[rows]
             other = self.uscc_pool[self.rngs["entity_mislink"].integers(0, self.uscc_pool.size, rows.size)]
-            f.loc[rows, "uscc"] = other
-            logs.append(_log(f.loc[rows, "__pos"].to_numpy(), "D15", "uscc", orig))
+            _set_rows(f, "uscc", rows, other)
+            logs.append(_log(f["__pos"].to_numpy()[rows], "D15", "uscc", orig))
 
     def _near_duplicates(self, f: pd.DataFrame, spec: SubItem, logs: list[pd.DataFrame]) -> pd.DataFrame:
         cfg = self.p.near_duplicate

@@ -53,6 +53,8 @@ def _as_array(values: ArrayLike, n: int | None) -> np.ndarray:
 
 def typed_column(values: np.ndarray, dtype: str) -> pd.Series | pd.api.extensions.ExtensionArray:
     """Convert a generator array to the catalog dtype (nullable where the catalog allows null)."""
+    if dtype in ("int", "bool") and values.dtype.kind in _NULL_FREE_KINDS[dtype]:
+        return _null_free(values, dtype)
     if dtype == "int":
         return pd.array(pd.to_numeric(pd.Series(values, copy=False), errors="raise").round(), dtype="Int64")
     if dtype == "float":
@@ -63,7 +65,21 @@ def typed_column(values: np.ndarray, dtype: str) -> pd.Series | pd.api.extension
     if dtype == "date":
         return np.asarray(values, dtype="datetime64[D]")
     out = np.asarray(values, dtype=object)
-    return pd.array(np.where(pd.isna(out), None, out).astype(object), dtype=object)
+    na = pd.isna(out)
+    out = np.where(na, None, out) if na.any() else out.copy()    # a new array either way: no second copy
+    return pd.array(out, dtype=object, copy=False)
+
+
+# numpy kinds that hold no nulls and convert exactly: signed integers (and bools) to Int64, bools to boolean
+_NULL_FREE_KINDS = {"int": "ib", "bool": "b"}
+
+
+def _null_free(values: np.ndarray, dtype: str) -> pd.api.extensions.ExtensionArray:
+    """The nullable array of a null-free integer or bool array, built directly (no per-value parsing)."""
+    no_nulls = np.zeros(len(values), dtype=bool)
+    if dtype == "int":
+        return pd.arrays.IntegerArray(values.astype(np.int64), no_nulls)
+    return pd.arrays.BooleanArray(values.astype(bool), no_nulls)
 
 
 class Emitter:
@@ -126,8 +142,8 @@ class Emitter:
         for f in spec.fields:
             v = cols[f.name]
             if f.dtype == "category" and f.allowed:
-                present = pd.unique(pd.Series(v, dtype=object).dropna())
-                bad = [x for x in present if str(x) not in f.allowed]
+                present = pd.unique(np.asarray(v, dtype=object))   # a few distinct values: drop nulls after
+                bad = [x for x in present if not pd.isna(x) and str(x) not in f.allowed]
                 if bad:
                     raise ValueError(f"{spec.code}.{f.name}: values {bad[:3]} not in the catalog's allowed set")
             elif f.dtype == "date" and v.dtype != object and not np.issubdtype(v.dtype, np.datetime64):
@@ -154,14 +170,15 @@ class Emitter:
     def _write(self, key: tuple[str, int]) -> None:
         chunks = self._pending.pop(key)
         spec = self.catalog.sub_item(key[0])
-        merged = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
-        frame = pd.DataFrame({f.name: typed_column(merged[f.name], f.dtype) for f in spec.fields})
-        # stable order inside a delivery: by availability date, then emission order
-        order = np.argsort(merged["__available"], kind="stable")
-        frame = frame.iloc[order].reset_index(drop=True)
-        self.sink.write(Batch(sub_item=spec, month=key[1], frame=frame, ent=merged["__ent"][order],
-                              available=merged["__available"][order], valid_from=merged["__valid_from"][order],
-                              cause=merged["__cause"][order]))
+        # stable order inside a delivery: by availability date, then emission order. Rows are put in
+        # order while still plain arrays (the typed conversion is per value), saving a frame-wide take.
+        order = np.argsort(np.concatenate([c["__available"] for c in chunks]), kind="stable")
+        merged = {k: np.concatenate([c[k] for c in chunks])[order] for k in chunks[0]}
+        frame = pd.DataFrame({f.name: typed_column(merged[f.name], f.dtype) for f in spec.fields},
+                             copy=False)    # the typed columns are new arrays: no need to copy them again
+        self.sink.write(Batch(sub_item=spec, month=key[1], frame=frame, ent=merged["__ent"],
+                              available=merged["__available"], valid_from=merged["__valid_from"],
+                              cause=merged["__cause"]))
 
 
 class MemorySink:

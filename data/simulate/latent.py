@@ -57,6 +57,17 @@ def hazard(h: np.ndarray, a: float, b: float, policy: float) -> np.ndarray:
     return sigmoid(a - b * h) * policy
 
 
+def pushed(links: sp.csr_matrix, v: np.ndarray) -> np.ndarray:
+    """links.T @ v, reading only the source rows where v is non-zero.
+
+    Most firms are not in distress and few default in a month, so this skips most of the matrix. The
+    sums are bitwise those of the full product: each target still adds its terms in ascending source
+    order, and the skipped terms are zeros, which leave a float sum unchanged.
+    """
+    src = np.flatnonzero(v != 0)     # (a bool mask is three times faster to scan than the floats)
+    return links[src].T @ v[src]
+
+
 def student_eps(rng: np.random.Generator, df: float, size: tuple[int, ...] | int) -> np.ndarray:
     """Unit-variance Student-t innovations."""
     return rng.standard_t(df, size) / np.sqrt(df / (df - 2))
@@ -132,6 +143,8 @@ class LatentProcess:
         self._oil_pos = 0
         self._pos = 0
         self.shocks = {month_index(k): v for k, v in params.shocks.items()}
+        f = params.firms    # monthly voluntary-exit probability per slot: fixed, so worked out once
+        self._exit_rate = np.where(ent.shell, f.voluntary_exit_annual_shell, f.voluntary_exit_annual) / 12
 
     # ---------------------------------------------------------------------------------------------
     def step(self, t: int) -> LatentState:
@@ -155,7 +168,7 @@ class LatentProcess:
         eps = student_eps(rng, lp.student_df, n)
         jumps = -lp.jump_size * (rng.random(n) < lp.jump_prob)
         distress = np.maximum(0.0, -self.prev_h - p.contagion.spillover_threshold) * s.alive
-        spill = p.contagion.spillover * (self.links.spill.T @ distress) if self.links.spill.nnz else 0.0
+        spill = p.contagion.spillover * pushed(self.links.spill, distress) if self.links.spill.nnz else 0.0
         s.x = lp.x_ar * s.x + lp.x_sd * eps + jumps - spill
 
         age = t - ent.birth_month
@@ -172,7 +185,7 @@ class LatentProcess:
         first = idx[s.tau[idx] < 0]
         s.tau[first] = t
         if idx.size and self.links.jump.nnz:
-            s.x -= self.links.jump.T @ d.astype(np.float64)
+            s.x -= pushed(self.links.jump, d.astype(np.float64))
         self._schedule_after_default(idx, t)
 
         self._cures(t)
@@ -260,8 +273,7 @@ class LatentProcess:
             self._set_status(sel, status, t)
         # voluntary exit of performing, active firms
         alive_active = s.alive & (s.status == ACTIVE) & s.performing & (s.exit_month < 0) & ~s.born_now
-        rate = np.where(ent.shell, f.voluntary_exit_annual_shell, f.voluntary_exit_annual) / 12
-        quit_ = alive_active & (rng.random(ent.n_max) < rate)
+        quit_ = alive_active & (rng.random(ent.n_max) < self._exit_rate)
         qidx = np.flatnonzero(quit_)
         liq = rng.random(qidx.size) < f.liquidating_before_exit_prob
         self._set_status(qidx[~liq], DEREGISTERED, t)
