@@ -106,6 +106,9 @@ def _iso_dates(frame: pd.DataFrame) -> pd.DataFrame:
 
 TRUTH_CASCADE_SCHEMA = pa.schema([("batch_id", pa.string()), ("sub_item", pa.string()), ("row_number", pa.int64()),
                                   ("slot", pa.int64()), ("cause", pa.string())])
+DIRTY_LOG_SCHEMA = pa.schema([("defect", pa.string()), ("field", pa.string()), ("original", pa.string()),
+                              ("row_number", pa.int64()), ("batch_id", pa.string()), ("sub_item", pa.string())])
+STREAM_ROWS = 1_000_000        # truth rows buffered before a Parquet row group is written
 
 
 @dataclass
@@ -120,7 +123,9 @@ class FileSink:
     _truth_rows: list[pd.DataFrame] = field(default_factory=list)
     _truth_buffered: int = 0
     _truth_writer: pq.ParquetWriter | None = None
-    _dirty_rows: list[pd.DataFrame] = field(default_factory=list)
+    _dirty_rows: list[pa.Table] = field(default_factory=list)
+    _dirty_buffered: int = 0
+    _dirty_writer: pq.ParquetWriter | None = None
     _tables: dict[tuple[str, str], list[pd.DataFrame]] = field(default_factory=lambda: defaultdict(list))
 
     def write(self, batch: Batch) -> None:
@@ -180,10 +185,25 @@ class FileSink:
             "batch_id": batch_id, "sub_item": spec.code, "row_number": np.arange(len(truth_ent)),
             "slot": truth_ent.astype(np.int64), "cause": truth_cause.astype(str)}))
         self._truth_buffered += len(truth_ent)
-        if self._truth_buffered >= 1_000_000:
+        if self._truth_buffered >= STREAM_ROWS:
             self._flush_truth()
         if len(log):
-            self._dirty_rows.append(log.assign(batch_id=batch_id, sub_item=spec.code))
+            self._dirty_rows.append(pa.Table.from_pandas(log.assign(batch_id=batch_id, sub_item=spec.code),
+                                                         schema=DIRTY_LOG_SCHEMA, preserve_index=False))
+            self._dirty_buffered += len(log)
+            if self._dirty_buffered >= STREAM_ROWS:
+                self._flush_dirty()
+
+    def _flush_dirty(self) -> None:
+        """Stream the dirty log to Parquet in row groups: held to the end it was 2.5 GB at 200M records."""
+        if self._dirty_writer is None:
+            path = self.root / "truth" / "dirty_log.parquet.tmp"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._dirty_writer = pq.ParquetWriter(path, DIRTY_LOG_SCHEMA, compression="zstd")
+        if self._dirty_rows:
+            self._dirty_writer.write_table(pa.concat_tables(self._dirty_rows))
+        self._dirty_rows.clear()
+        self._dirty_buffered = 0
 
     def _flush_truth(self) -> None:
         """Stream the record-to-cause truth to Parquet in row groups: memory stays bounded at any scale."""
@@ -217,9 +237,10 @@ class FileSink:
         if self._truth_writer is not None:
             self._truth_writer.close()
             (self.root / "truth" / "truth_cascade.parquet.tmp").replace(self.root / "truth" / "truth_cascade.parquet")
-        dirty = pd.concat(self._dirty_rows, ignore_index=True) if self._dirty_rows else pd.DataFrame(
-            columns=["batch_id", "sub_item", "row_number", "defect", "field", "original"])
-        _write_frame(dirty.astype({"original": "string"}) if len(dirty) else dirty, self.root / "truth" / "dirty_log.parquet", "parquet")
+        self._flush_dirty()
+        if self._dirty_writer is not None:
+            self._dirty_writer.close()
+            (self.root / "truth" / "dirty_log.parquet.tmp").replace(self.root / "truth" / "dirty_log.parquet")
         manifest = {"files": sorted(self.files, key=lambda f: str(f["path"])),
                     "rows_by_sub_item": dict(sorted(self.rows_written.items())),
                     "total_rows": int(sum(self.rows_written.values()))}
