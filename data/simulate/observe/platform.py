@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -285,6 +285,18 @@ def _ts(day: np.ndarray, frac_days: np.ndarray | float) -> np.ndarray:
 def _h(ctx: MonthContext) -> np.ndarray:
     """Latent health clipped to a sane range (guards against diverging slots in the latent state)."""
     return np.clip(np.nan_to_num(ctx.h, nan=0.0), -H_CLIP, H_CLIP)
+
+
+def _bisect(f: Callable[[float], float], lo: float, hi: float, target: float, iterations: int = 40) -> float:
+    """x in [lo, hi] with f(x) = target for an increasing f: the midpoint after `iterations` halvings (the
+    monthly trackers solve a rate, a scale or a tilt this way)."""
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        if f(mid) > target:
+            hi = mid
+        else:
+            lo = mid
+    return 0.5 * (lo + hi)
 
 
 def _amounts(x: np.ndarray, floor: np.ndarray, ceiling: np.ndarray) -> np.ndarray:
@@ -788,13 +800,7 @@ class PlatformModule:
             return float(np.exp(lo))
         if expected(hi) <= remaining:
             return float(np.exp(hi))
-        for _ in range(40):
-            mid = 0.5 * (lo + hi)
-            if expected(mid) > remaining:
-                hi = mid
-            else:
-                lo = mid
-        return float(np.exp(0.5 * (lo + hi)))
+        return float(np.exp(_bisect(expected, lo, hi, remaining)))
 
     def _register(self, ctx: MonthContext, prof: dict[str, np.ndarray], out: Emitter) -> None:
         t, rng, rp = ctx.t, self.rng, self.p.registration
@@ -906,10 +912,9 @@ class PlatformModule:
         return {c: np.where(v > 0, v, floor) for c, v in cap.items()}
 
     def _category_weights(self, slots: np.ndarray, prof: Mapping[str, np.ndarray],
-                          best_cust: np.ndarray | None = None) -> np.ndarray:
-        """Unnormalised category weights per firm: base mix x feasibility x stress tilt."""
+                          feas: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Unnormalised category weights per firm: base mix x feasibility (`_feasible`) x stress tilt."""
         dp = self.p.demands
-        feas = self._feasible(slots, prof, best_cust)
         stressed = prof["stress"][slots] > dp.stress_threshold
         w = np.empty((slots.size, len(self.categories)))
         for j, c in enumerate(self.categories):
@@ -918,12 +923,10 @@ class PlatformModule:
             w[:, j] = self.base_mix[j] * f * tilt
         return w
 
-    def _feasible(self, slots: np.ndarray, prof: Mapping[str, np.ndarray],
-                  best_cust: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def _feasible(self, slots: np.ndarray, prof: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Per category, whether the firm has what its products lend on (collateral, scale, core customer)."""
         st = prof
-        if best_cust is None:
-            best_cust = self._best_customer_rank(prof)
+        best_cust = self._best_customer_rank(prof)
         oil = np.isin(self.sector_name[slots], ["oil_trading_bunkering", "oil_gas_storage"])
         return {
             "credit": np.ones(slots.size, dtype=bool),
@@ -948,10 +951,10 @@ class PlatformModule:
         target = np.array([dp.category_mix[c] for c in self.categories])
         credit = self.categories.index("credit")
         self.base_mix = target.copy()
-        best = self._best_customer_rank(prof)
+        feas = self._feasible(slots, prof)
 
         def shares() -> np.ndarray:
-            w = self._category_weights(slots, prof, best)
+            w = self._category_weights(slots, prof, feas)
             return (w / w.sum(axis=1, keepdims=True) * weights[:, None]).sum(axis=0) / weights.sum()
 
         for _ in range(25):
@@ -978,7 +981,8 @@ class PlatformModule:
         dp, t, k = self.p.demands, ctx.t, slots.size
         st = prof
         stressed = prof["stress"][slots] > dp.stress_threshold
-        weights = self._category_weights(slots, prof)
+        feas = self._feasible(slots, prof)
+        weights = self._category_weights(slots, prof, feas)
         if in_window and dp.calibrate_credit_share:
             weights = self._track_credit_share(weights)
         cat = _choice_rows(rng, self.categories, weights)
@@ -998,15 +1002,12 @@ class PlatformModule:
         floor = np.array([self.category_min_amount[c] for c in cat])
         oil_pledge = (cat == "pledge") & np.isin(self.sector_name[slots], ["oil_trading_bunkering", "oil_gas_storage"])
         floor = np.where(oil_pledge, np.maximum(floor, self.oil_pledge_min), floor)
-        # a firm with nothing to borrow on in the category (no turnover yet, no collateral) asks for the
-        # smallest ticket a product takes, not for the category's largest
+        # a firm asks at most U(capacity_anchor) x what it can borrow on; with nothing to borrow on in the
+        # category (no turnover yet, no collateral) or outside its reach (a medium firm and the small-firm
+        # guarantee loan, a mortgage with no property, sea area or vessel) it asks the smallest ticket
         anchored = np.minimum(ceiling, cap_c * rng.uniform(*dp.capacity_anchor, k))
-        ceiling = np.where(~np.isfinite(cap_c), ceiling, np.where(cap_c > 0, anchored, floor))
-        # a firm outside a category's reach (a medium firm asking for the small-firm guarantee loan, a
-        # mortgage without free property) tries the smallest ticket, not what its turnover would carry
-        feas = self._feasible(slots, prof)
         feas_c = np.array([feas[c][j] for j, c in enumerate(cat)], dtype=bool) if k else np.zeros(0, dtype=bool)
-        ceiling = np.where(feas_c, ceiling, floor)
+        ceiling = np.select([~feas_c, ~np.isfinite(cap_c), cap_c > 0], [floor, ceiling, anchored], floor)
         is_credit = cat == "credit"
         scale = np.where(is_credit, self.amount_scale[0], self.amount_scale[1])
         if in_window and dp.calibrate_amounts:
@@ -1108,15 +1109,9 @@ class PlatformModule:
         goal = float(np.clip(share * (self.credit_cum[0] + k) - self.credit_cum[1], 0.0, k))
         wc = weights[:, c]
         rest = weights.sum(axis=1) - wc
-        lo, hi = np.log(1e-3), np.log(1e3)
-        for _ in range(40):
-            mid = 0.5 * (lo + hi)
-            if (np.exp(mid) * wc / (np.exp(mid) * wc + rest)).sum() > goal:
-                hi = mid
-            else:
-                lo = mid
+        tilt = _bisect(lambda x: (np.exp(x) * wc / (np.exp(x) * wc + rest)).sum(), np.log(1e-3), np.log(1e3), goal)
         out = weights.copy()
-        out[:, c] = wc * np.exp(0.5 * (lo + hi))
+        out[:, c] = wc * np.exp(tilt)
         return out
 
     def _track_amounts(self, raw: np.ndarray, floor: np.ndarray, ceiling: np.ndarray,
@@ -1130,17 +1125,12 @@ class PlatformModule:
                 continue
             target = dp.target_mean_amount[g] * (self.amount_cum[g][0] + sel.sum()) - self.amount_cum[g][1]
             lo, hi = np.log(dp.amount_scale_bounds[0]), np.log(dp.amount_scale_bounds[1])
-            for _ in range(40):
-                mid = 0.5 * (lo + hi)
-                if _amounts(raw[sel] * np.exp(mid), floor[sel], ceiling[sel]).sum() > target:
-                    hi = mid
-                else:
-                    lo = mid
-            k = float(np.exp(0.5 * (lo + hi)))
+            r, fl, ce = raw[sel], floor[sel], ceiling[sel]
+            k = float(np.exp(_bisect(lambda x, r=r, fl=fl, ce=ce: _amounts(r * np.exp(x), fl, ce).sum(), lo, hi, target)))
             out[sel] = k
             n_g = int(sel.sum())
             self.amount_cum[g] = (self.amount_cum[g][0] + n_g,
-                                  self.amount_cum[g][1] + float(_amounts(raw[sel] * k, floor[sel], ceiling[sel]).sum()))
+                                  self.amount_cum[g][1] + float(_amounts(r * k, fl, ce).sum()))
             self.amount_window[g].append((np.log(k), n_g))
         self.calibration["amount_scale_credit"], self.calibration["amount_scale_other"] = (
             float(out[is_credit][0]) if is_credit.any() else self.calibration.get("amount_scale_credit", 1.0),
@@ -1208,11 +1198,7 @@ class PlatformModule:
         lo, hi = dp.repeat_multiplier_bounds
         mult = float(np.clip(need / expected, lo, hi)) if expected > 0 else 1.0
         if p_repeat.max(initial=0.0) * mult > 1.0:         # a probability cannot exceed 1: solve on the clipped sum
-            a, b = lo, mult
-            for _ in range(40):
-                mid = 0.5 * (a + b)
-                a, b = (mid, b) if np.minimum(p_repeat * mid, 1.0).sum() < need else (a, mid)
-            mult = 0.5 * (a + b)
+            mult = _bisect(lambda x: np.minimum(p_repeat * x, 1.0).sum(), lo, mult, need)
         self.repeat_window.append((mult, expected))
         self.calibration["repeat_multiplier_last"] = mult
         return mult
