@@ -70,23 +70,16 @@ def row_hashes(frame: pd.DataFrame) -> np.ndarray:
     return np.array([hexed[i:i + 16] for i in range(0, len(hexed), 16)], dtype=object)
 
 
-def _iso_days(arr: np.ndarray) -> np.ndarray:
-    """ISO strings of datetime64[D] values, None for NaT.
+def _iso_days(arr: np.ndarray, suffix: str = "") -> np.ndarray:
+    """ISO strings of datetime64[D] values (+ `suffix`), None for NaT.
 
     A delivery holds few distinct dates (one availability month, a few event days), so each distinct
     day is formatted once and shared: formatting every cell was a per-row cost of every CSV/JSON file.
     """
     days, inv = np.unique(arr, return_inverse=True)
-    txt = np.datetime_as_string(days, unit="D").astype(object)[inv.reshape(-1)]
+    txt = np.char.add(np.datetime_as_string(days, unit="D").astype(str), suffix).astype(object)[inv.reshape(-1)]
     txt[np.isnat(arr)] = None
     return txt
-
-
-def _ingest_stamps(avail: np.ndarray) -> np.ndarray:
-    """`_ingest_ts` per row: 02:00 on the day after availability, formatted once per distinct day."""
-    days, inv = np.unique(avail, return_inverse=True)
-    stamps = np.char.add(np.datetime_as_string(days + np.timedelta64(1, "D"), unit="D").astype(str), INGEST_TIME)
-    return stamps.astype(object)[inv.reshape(-1)]
 
 
 def _iso_dates(frame: pd.DataFrame) -> pd.DataFrame:
@@ -108,7 +101,36 @@ TRUTH_CASCADE_SCHEMA = pa.schema([("batch_id", pa.string()), ("sub_item", pa.str
                                   ("slot", pa.int64()), ("cause", pa.string())])
 DIRTY_LOG_SCHEMA = pa.schema([("defect", pa.string()), ("field", pa.string()), ("original", pa.string()),
                               ("row_number", pa.int64()), ("batch_id", pa.string()), ("sub_item", pa.string())])
-STREAM_ROWS = 1_000_000        # truth rows buffered before a Parquet row group is written
+STREAM_ROWS = 1_000_000        # truth and dirty-log rows buffered before a Parquet row group is written
+
+
+@dataclass
+class ParquetStream:
+    """One Parquet file written in row groups as they come (memory stays bounded at any scale), under
+    `.tmp` until `close` renames it into place."""
+
+    path: Path
+    schema: pa.Schema
+    _writer: pq.ParquetWriter | None = None
+
+    @property
+    def _tmp(self) -> Path:
+        return self.path.with_name(self.path.name + ".tmp")
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
+        self._writer.write_table(table)
+
+    @property
+    def is_open(self) -> bool:
+        return self._writer is not None
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._tmp.replace(self.path)
 
 
 @dataclass
@@ -122,10 +144,14 @@ class FileSink:
     rows_written: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     _truth_rows: list[pd.DataFrame] = field(default_factory=list)
     _truth_buffered: int = 0
-    _truth_writer: pq.ParquetWriter | None = None
     _dirty_rows: list[pa.Table] = field(default_factory=list)
     _dirty_buffered: int = 0
-    _dirty_writer: pq.ParquetWriter | None = None
+    _truth_out: ParquetStream = field(init=False)
+    _dirty_out: ParquetStream = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._truth_out = ParquetStream(self.root / "truth" / "truth_cascade.parquet", TRUTH_CASCADE_SCHEMA)
+        self._dirty_out = ParquetStream(self.root / "truth" / "dirty_log.parquet", DIRTY_LOG_SCHEMA)
     _tables: dict[tuple[str, str], list[pd.DataFrame]] = field(default_factory=lambda: defaultdict(list))
 
     def write(self, batch: Batch) -> None:
@@ -166,7 +192,7 @@ class FileSink:
         truth_ent = delivered["__ent"].to_numpy()
         truth_cause = delivered["__cause"].to_numpy()
         avail = delivered["_available_date"].to_numpy(dtype="datetime64[D]")
-        ingest_ts = _ingest_stamps(avail)
+        ingest_ts = _iso_days(avail + np.timedelta64(1, "D"), INGEST_TIME)    # loaded the next night
         meta = ["_source_library", "_batch_id", "_ingest_ts", "_available_date", "_row_hash"]
         if spec.is_versioned:
             meta += ["_valid_from", "_valid_to"]
@@ -195,27 +221,18 @@ class FileSink:
                 self._flush_dirty()
 
     def _flush_dirty(self) -> None:
-        """Stream the dirty log to Parquet in row groups: held to the end it was 2.5 GB at 200M records."""
-        if self._dirty_writer is None:
-            path = self.root / "truth" / "dirty_log.parquet.tmp"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._dirty_writer = pq.ParquetWriter(path, DIRTY_LOG_SCHEMA, compression="zstd")
+        """Stream the dirty log (held to the end it was 2.5 GB at 200M records)."""
         if self._dirty_rows:
-            self._dirty_writer.write_table(pa.concat_tables(self._dirty_rows))
+            self._dirty_out.write(pa.concat_tables(self._dirty_rows))
         self._dirty_rows.clear()
         self._dirty_buffered = 0
 
     def _flush_truth(self) -> None:
-        """Stream the record-to-cause truth to Parquet in row groups: memory stays bounded at any scale."""
+        """Stream the record-to-cause truth."""
         if not self._truth_rows:
             return
-        table = pa.Table.from_pandas(pd.concat(self._truth_rows, ignore_index=True), schema=TRUTH_CASCADE_SCHEMA,
-                                     preserve_index=False)
-        if self._truth_writer is None:
-            path = self.root / "truth" / "truth_cascade.parquet.tmp"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._truth_writer = pq.ParquetWriter(path, TRUTH_CASCADE_SCHEMA, compression="zstd")
-        self._truth_writer.write_table(table)
+        self._truth_out.write(pa.Table.from_pandas(pd.concat(self._truth_rows, ignore_index=True),
+                                                   schema=TRUTH_CASCADE_SCHEMA, preserve_index=False))
         self._truth_rows.clear()
         self._truth_buffered = 0
 
@@ -234,13 +251,11 @@ class FileSink:
             path = self.root / area / f"{name}.parquet"
             _write_frame(pd.concat(parts, ignore_index=True), path, "parquet")
         self._flush_truth()
-        if self._truth_writer is not None:
-            self._truth_writer.close()
-            (self.root / "truth" / "truth_cascade.parquet.tmp").replace(self.root / "truth" / "truth_cascade.parquet")
+        self._truth_out.close()
         self._flush_dirty()
-        if self._dirty_writer is not None:
-            self._dirty_writer.close()
-            (self.root / "truth" / "dirty_log.parquet.tmp").replace(self.root / "truth" / "dirty_log.parquet")
+        if not self._dirty_out.is_open:
+            self._dirty_out.write(DIRTY_LOG_SCHEMA.empty_table())    # a world without defects has an empty log
+        self._dirty_out.close()
         manifest = {"files": sorted(self.files, key=lambda f: str(f["path"])),
                     "rows_by_sub_item": dict(sorted(self.rows_written.items())),
                     "total_rows": int(sum(self.rows_written.values()))}
