@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import tempfile
 import time
@@ -30,6 +29,7 @@ from data.feature_store.pipeline import definitions, sources_dir
 from data.feature_store.store import apply_definitions, feast_materialize, historical_features, open_store
 from data.feature_store.training_set import point_in_time_join, view_sources
 from kernel.profile import FeastProfile, Profile, load_profile
+from kernel.resources import peak_rss_mb
 from kernel.workspace import workspace_dir
 
 
@@ -98,7 +98,7 @@ def main() -> None:
     res["training_columns"] = df.num_columns
     res["training_gb_in_memory"] = round(df.nbytes / 1e9, 2)
     res["training_seconds"] = round(time.perf_counter() - t, 1)
-    res["training_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    res["training_peak_rss_mb"] = round(peak_rss_mb())
     del df
     sub = entity_rows(ws, args.feast_rows, seed=12)
     t = time.perf_counter()
@@ -156,7 +156,7 @@ def main() -> None:
                             "materialize_redis_speedup_vs_feast": round(fr / red, 1)})
             finally:
                 s_redis2.teardown()
-    res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    res["peak_rss_mb"] = round(peak_rss_mb())
     write_results(f"features-{args.label}", res)
 
 

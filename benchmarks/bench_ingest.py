@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from results_file import minutes_for_seed_target, write_results
 
 from data.warehouse.ingest import ingest_all, list_deliveries
 from kernel.catalog import load_catalog
+from kernel.resources import peak_rss_mb
 
 
 def plain_scan_seconds(ws: Path) -> tuple[float, int]:
@@ -53,7 +53,7 @@ def main() -> None:
     t0 = time.perf_counter()
     summary = ingest_all(ws)
     seconds = time.perf_counter() - t0
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     scan, scanned = plain_scan_seconds(ws)
     result = {
         "label": args.label, "enterprises": args.enterprises, "batches": summary.batches,

@@ -9,7 +9,6 @@ Figures go to benchmarks/results/scoring-<label>.json.
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from data.feature_store.pipeline import sources_dir
 from data.feature_store.store import open_store
 from data.feature_store.training_set import point_in_time_join, view_sources
 from kernel.profile import load_profile
+from kernel.resources import peak_rss_mb
 from kernel.workspace import workspace_dir
 from training.panel import to_matrix
 from training.registry import setup_mlflow
@@ -74,7 +74,7 @@ def main() -> None:
                 "total_seconds": round(res["features_seconds"] + res["matrix_seconds"] + pd_s + rs, 1),
                 "rows_with_a_reason": round(float(reasons["reason_1"].notna().mean()), 3),
                 "top_reason_1": reasons["reason_1"].value_counts().head(5).to_dict(),
-                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)})
+                "peak_rss_mb": round(peak_rss_mb())})
     res["pd_mean"] = round(float(np.mean(p)), 5)
     res["rows_capped"] = int(pd.notna(cap).sum())
     write_results(f"scoring-{args.label}", res)

@@ -10,7 +10,6 @@ calibration. Prints ratios; figures go to benchmarks/results/training-<label>.js
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from data.feature_store.store import open_store
 from data.feature_store.training_set import view_sources
 from data.marts.grid import month_ends
 from kernel.profile import load_profile
+from kernel.resources import peak_rss_mb
 from kernel.workspace import workspace_dir
 from training.config import load_credit_rating_config
 from training.credit_rating import _fit_lightgbm
@@ -71,7 +71,7 @@ def main() -> None:
         "ours_fit_s": round(t_ours, 2), "raw_lightgbm_same_trees_s": round(t_raw, 2),
         "ratio_ours_fit_vs_raw": round(t_ours / t_raw, 2),
         "ratio_pipeline_vs_raw": round((t_panel + t_matrix + t_ours) / t_raw, 1),
-        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "peak_rss_gb": round(peak_rss_mb() / 2**10, 2),
     })
 
 

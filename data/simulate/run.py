@@ -7,9 +7,7 @@ and swapped in at the end, so an interrupted run never leaves a half-written wor
 from __future__ import annotations
 
 import json
-import resource
 import shutil
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from data.simulate.params import WorldParams
 from data.simulate.truth import TruthRecorder
 from kernel.catalog import load_catalog
 from kernel.config import configs_dir, file_sha256
+from kernel.resources import peak_rss_mb
 
 WORLD_FOLDERS = ("raw", "truth", "platform")
 
@@ -47,13 +46,6 @@ class SimulationSummary:
     @property
     def records_per_second(self) -> float:
         return self.total_rows / max(self.seconds, 1e-9)
-
-
-def peak_rss_mb() -> float:
-    """The process's resident-memory high-water mark (MiB): sampling between months missed the peaks inside
-    them (a 335k-firm run sampled 7.4 GiB against a true 8.6 GiB)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10     # bytes on macOS, KiB on Linux
 
 
 def simulate_world(params: WorldParams, workspace: Path, modules: Sequence[ObservationModule] | None = None,
