@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from data.simulate.calendar import month_label
 from data.simulate.emit import Batch
 from kernel.catalog import Catalog, Library, SubItem
+from kernel.hashing import hex16
 
 
 class DirtInjector(Protocol):
@@ -66,8 +67,7 @@ def _is_default_index(index: pd.Index) -> bool:
 def row_hashes(frame: pd.DataFrame) -> np.ndarray:
     """A stable 16-hex hash of each row's catalog fields (duplicates share it)."""
     h = pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
-    hexed = h.astype(">u8").tobytes().hex()
-    return np.array([hexed[i:i + 16] for i in range(0, len(hexed), 16)], dtype=object)
+    return hex16(h).astype("U16").astype(object)
 
 
 def _iso_days(arr: np.ndarray, suffix: str = "") -> np.ndarray:

@@ -45,6 +45,7 @@ from data.warehouse.rules import q, uscc_macros, validation_sql
 from kernel.catalog import Catalog, SubItem, load_catalog
 from kernel.config import FrozenModel, configs_dir, load_yaml_model
 from kernel.errors import ZhouxinError
+from kernel.hashing import hex16
 
 DELIVERY = re.compile(r"^(?P<dept>[A-Z]\d\d)/(?P<lib>L\d\d)/(?P<month>\d{4}-\d{2})\.(?P<ext>csv|jsonl|parquet)$")
 META_IN = ("_source_library", "_batch_id", "_ingest_ts", "_available_date", "_row_hash")
@@ -595,11 +596,8 @@ def frame_hash(columns: list[pa.ChunkedArray]) -> np.ndarray:
 
 
 def hex_hashes(values: np.ndarray) -> pa.Array:
-    """uint64 -> 16 lower-case hex digits, vectorised."""
-    digits = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)), dtype="S2")
-    as_bytes = values.astype(">u8").view(np.uint8).reshape(-1, 8)
-    text = np.ascontiguousarray(digits[as_bytes]).view("S16").reshape(-1)
-    return pa.array(text, pa.binary(16)).cast(pa.binary()).cast(pa.string())
+    """uint64 -> 16 lower-case hex digits as an Arrow string array (the deliveries' `_row_hash` form)."""
+    return pa.array(hex16(values), pa.binary(16)).cast(pa.binary()).cast(pa.string())
 
 
 def group_codes(columns: list[pa.ChunkedArray]) -> np.ndarray:
