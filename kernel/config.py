@@ -47,5 +47,10 @@ def load_yaml_model(model: type[M], path: Path) -> M:
 
 
 def file_sha256(path: Path) -> str:
-    """Content hash of a configuration file, for lineage tags."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """Content hash of a file (configuration files for lineage tags, deliveries for their manifests),
+    read in 1 MiB chunks so a large delivery is never held whole for it."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

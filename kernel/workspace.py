@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -39,3 +40,13 @@ def marts_dir(ws: Path | None = None) -> Path:
 def features_dir(ws: Path | None = None) -> Path:
     """Feast's generated state: offline sources, registry, online store."""
     return (ws or workspace_dir()) / "features"
+
+
+def write_atomically(path: Path, data: bytes | memoryview) -> str:
+    """Write `data` under `<name>.tmp` and rename it into place, so a killed run never leaves half a file
+    (readers and reruns treat `*.tmp` as debris); returns the content's sha256, hashed from memory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return hashlib.sha256(data).hexdigest()

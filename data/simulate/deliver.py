@@ -8,7 +8,6 @@ content hash, so a reader can tell a complete delivery from a torn one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from data.simulate.calendar import month_label
 from data.simulate.emit import Batch
 from kernel.catalog import Catalog, Library, SubItem
 from kernel.hashing import hex16
+from kernel.workspace import write_atomically
 
 
 class DirtInjector(Protocol):
@@ -266,12 +266,7 @@ class FileSink:
 
 def _write_frame(frame: pd.DataFrame, path: Path, fmt: str) -> str:
     """Write atomically (temp file, then rename) and return the file's sha256."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    data = _encode(frame, fmt)
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return hashlib.sha256(data).hexdigest()
+    return write_atomically(path, _encode(frame, fmt))
 
 
 def _json_lines(frame: pd.DataFrame) -> memoryview:

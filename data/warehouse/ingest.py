@@ -19,7 +19,6 @@ has landed, key conflicts, the three-way split, files and manifests — stays pe
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import re
@@ -43,9 +42,10 @@ from pydantic import Field
 from data.warehouse.readers import UnreadableRecord, read_delivery
 from data.warehouse.rules import q, uscc_macros, validation_sql
 from kernel.catalog import Catalog, SubItem, load_catalog
-from kernel.config import FrozenModel, configs_dir, load_yaml_model
+from kernel.config import FrozenModel, configs_dir, file_sha256, load_yaml_model
 from kernel.errors import ZhouxinError
 from kernel.hashing import hex16
+from kernel.workspace import write_atomically
 
 DELIVERY = re.compile(r"^(?P<dept>[A-Z]\d\d)/(?P<lib>L\d\d)/(?P<month>\d{4}-\d{2})\.(?P<ext>csv|jsonl|parquet)$")
 META_IN = ("_source_library", "_batch_id", "_ingest_ts", "_available_date", "_row_hash")
@@ -115,33 +115,12 @@ def list_deliveries(raw: Path, catalog: Catalog) -> list[Delivery]:
     return sorted(out, key=lambda d: (d.month, first.get(d.sub_item, 1), d.library))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _atomic_parquet(table: pa.Table, path: Path) -> str:
-    """Write to a temporary name and rename: a killed run never leaves a half-written file in place.
-    The file is encoded in memory first, so its hash needs no second read."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Encode in memory and write atomically: a killed run never leaves half a file, and the hash needs
+    no second read."""
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
-    data = sink.getvalue()
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-    tmp.replace(path)
-    return hashlib.sha256(data).hexdigest()
-
-
-def _atomic_text(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    return write_atomically(path, memoryview(sink.getvalue()))
 
 
 class IngestConfig(FrozenModel):
@@ -319,7 +298,7 @@ class Ingestor:
     def _read_group(self, ds: list[Delivery], positions: list[int]) -> dict[int, Checked]:
         """Hash each file and read and validate those not landed yet, in one query when they all read
         cleanly, else one by one (thread-safe: uses only this thread's cursor and the files)."""
-        out = {p: Checked(_sha256(d.path), None) for p, d in zip(positions, ds, strict=True)}
+        out = {p: Checked(file_sha256(d.path), None) for p, d in zip(positions, ds, strict=True)}
         todo = [(p, d) for p, d in zip(positions, ds, strict=True) if not self._manifest_path(d).is_file()]
         if not todo:
             return out
@@ -519,7 +498,7 @@ class Ingestor:
                 "duplicates": res.duplicates, "normalised": res.normalised, "rules": res.rules,
                 "balanced": res.records_in == res.accepted + res.quarantined + res.duplicates,
                 "fatal": fatal, "outputs": {k: {"path": v[0], "sha256": v[1]} for k, v in outputs.items()}}
-        _atomic_text(json.dumps(body, indent=1, ensure_ascii=False), self.wh / "_manifest" / f"{d.batch_id}.json")
+        write_atomically(self.wh / "_manifest" / f"{d.batch_id}.json", json.dumps(body, indent=1, ensure_ascii=False).encode("utf-8"))
 
 
 ARROW_TYPES = {"string": pa.string(), "category": pa.string(), "int": pa.int64(), "float": pa.float64(),
