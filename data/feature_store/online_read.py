@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from data.feature_store.bulk import DOUBLE_TAG, FLOAT_TAG, entity_keys
+from data.feature_store.bulk import DOUBLE_TAG, FLOAT_TAG, NULL_TIMESTAMP, entity_keys
 
 
 def _group(refs: Sequence[str]) -> dict[str, list[str]]:
@@ -62,6 +62,8 @@ def _python(value_bytes: bytes) -> Any:
     if kind in _SCALARS:
         return getattr(v, kind)
     if kind == "unix_timestamp_val":
+        if v.unix_timestamp_val == NULL_TIMESTAMP:      # how Feast stores a null time
+            return None
         return datetime.fromtimestamp(v.unix_timestamp_val, tz=UTC)
     from feast.type_map import feast_value_type_to_python_type
 

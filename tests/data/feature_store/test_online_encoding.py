@@ -46,4 +46,8 @@ def test_strings(values):
 def test_timestamps(values):
     def make(v: datetime) -> Value:
         return Value(unix_timestamp_val=int(v.replace(microsecond=0, tzinfo=UTC).timestamp()))
-    assert encode_column(pa.array(values, pa.timestamp("us"))) == _expected(values, make)
+    # a null time is NaT's integer, as Feast's materialize writes it, unless every time is null
+    # (test_small_world_store compares whole tables against Feast's own materialize)
+    null = b"" if all(v is None for v in values) else Value(unix_timestamp_val=-(2**63)).SerializeToString()
+    expected = [make(v).SerializeToString() if v is not None else null for v in values]
+    assert encode_column(pa.array(values, pa.timestamp("us"))) == expected
