@@ -17,9 +17,9 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import chain
 
 import duckdb
 import numpy as np
@@ -152,6 +152,7 @@ class SlotLayout:
     matrix: np.ndarray       # (firms, width) uint8
     lengths: np.ndarray      # (firms, columns) encoded length; 0 for a null (an empty `Value`)
     offsets: np.ndarray      # (columns,) where each column's fixed-width slot starts
+    widths: np.ndarray       # (columns,) each slot's width
 
     def length_digits(self) -> tuple[np.ndarray, int]:
         """The lengths as fixed-width decimal ASCII per firm (SQLite reads them with substr + cast)."""
@@ -191,7 +192,7 @@ def slot_layout(rows: pa.Table, features: Sequence[str]) -> SlotLayout:
     # blob is NULL, of a non-empty one an empty blob, which is what Feast stores for a null)
     matrix = np.concatenate([*blocks, np.zeros((rows.num_rows, 1), np.uint8)], axis=1)
     lens = np.stack(lengths, axis=1) if lengths else np.zeros((rows.num_rows, 0), np.int64)
-    return SlotLayout(matrix, lens, offsets)
+    return SlotLayout(matrix, lens, offsets, widths)
 
 
 SQLITE_CHUNK_FIRMS = 512    # firms whose parameters are prepared together, one chunk ahead of SQLite
@@ -311,30 +312,70 @@ def _bulk_string(b: bytes) -> bytes:
     return b"$%d\r\n%b\r\n" % (len(b), b)
 
 
-def _value_frames(enc: list[bytes]) -> list[bytes]:
-    """RESP bulk strings of one encoded column; fixed-width columns share their length prefix."""
-    prefixes: dict[int, bytes] = {}
-    out = []
-    for v in enc:
-        n = len(v)
-        pre = prefixes.get(n)
-        if pre is None:
-            pre = prefixes[n] = b"$%d\r\n" % n
-        out.append(pre + v + b"\r\n")
-    return out
+@dataclass(frozen=True)
+class RespTemplate:
+    """A view's HSET field-value pairs for one firm as a fixed byte template: the constant parts (field
+    hashes, '$', CRLFs) in place, and where each value's length digits and bytes go. Filling it for a
+    block of firms and dropping the unused positions gives every firm's frames with numpy alone."""
+
+    template: np.ndarray      # (width,) uint8, constants in place
+    value_pos: np.ndarray     # template positions of value bytes
+    value_src: np.ndarray     # their source column in SlotLayout.matrix
+    value_col: np.ndarray     # the feature each belongs to
+    value_rank: np.ndarray    # the byte's rank inside its value (kept while rank < length)
+    digit_pos: np.ndarray     # template positions of length digits
+    digit_col: np.ndarray
+    digit_pow: np.ndarray     # 10 ** place (the last digit is always kept: a length 0 is "0")
+
+    @classmethod
+    def build(cls, heads: Sequence[bytes], slots: SlotLayout) -> RespTemplate:
+        parts: list[bytes] = []
+        vpos, vsrc, vcol, vrank, dpos, dcol, dpow = [], [], [], [], [], [], []
+        at = 0
+        for j, (head, off, w) in enumerate(zip(heads, slots.offsets.tolist(), slots.widths.tolist(), strict=True)):
+            places = len(str(w))
+            frame = head + b"$" + b"0" * places + b"\r\n" + b"\0" * w + b"\r\n"
+            digits_at = at + len(head) + 1
+            dpos += range(digits_at, digits_at + places)
+            dcol += [j] * places
+            dpow += [10 ** (places - 1 - k) for k in range(places)]
+            values_at = digits_at + places + 2
+            vpos += range(values_at, values_at + w)
+            vsrc += range(off - 1, off - 1 + w)
+            vcol += [j] * w
+            vrank += range(w)
+            parts.append(frame)
+            at += len(frame)
+        arr = lambda x: np.asarray(x, dtype=np.int64)  # noqa: E731
+        return cls(np.frombuffer(b"".join(parts), dtype=np.uint8), arr(vpos), arr(vsrc), arr(vcol), arr(vrank),
+                   arr(dpos), arr(dcol), arr(dpow))
+
+    def frames(self, slots: SlotLayout, firms: slice) -> tuple[bytes, np.ndarray]:
+        """The field-value frames of `firms`, concatenated, and each firm's byte count."""
+        lengths = slots.lengths[firms]
+        n = lengths.shape[0]
+        block = np.broadcast_to(self.template, (n, len(self.template))).copy()
+        keep = np.ones(block.shape, dtype=bool)
+        block[:, self.value_pos] = slots.matrix[firms][:, self.value_src]
+        keep[:, self.value_pos] = lengths[:, self.value_col] > self.value_rank
+        digit_len = lengths[:, self.digit_col]
+        block[:, self.digit_pos] = (digit_len // self.digit_pow) % 10 + 48
+        keep[:, self.digit_pos] = (digit_len >= self.digit_pow) | (self.digit_pow == 1)
+        return block[keep].tobytes(), keep.sum(axis=1)
 
 
 def write_redis(client, project: str, view: str, rows: pa.Table, features: Sequence[str],
                 batch: int = 500) -> int:
-    """HSET each firm's hash in Feast's Redis layout: the commands are framed in RESP here, column by column,
-    and written to the socket in batches of `batch` firms (redis-py packs every argument in Python, which
-    dominated the bulk write), then every reply is read and checked."""
+    """HSET each firm's hash in Feast's Redis layout: the commands are framed in RESP here (the values by
+    numpy over a template, see RespTemplate) and written to the socket in batches of `batch` firms
+    (redis-py packs every argument in Python, which dominated the bulk write), then every reply is read
+    and checked."""
     from feast.infra.online_stores.helpers import _mmh3
     from google.protobuf.timestamp_pb2 import Timestamp
 
     keys = [k + project.encode("utf-8") for k in entity_keys(rows.column(JOIN_KEY).to_pylist())]
-    heads = [_bulk_string(_mmh3(f"{view}:{f}")) for f in features]
-    cols = [_value_frames(encode_column(rows.column(f))) for f in features]
+    slots = slot_layout(rows, features)
+    resp = RespTemplate.build([_bulk_string(_mmh3(f"{view}:{f}")) for f in features], slots)
     ts_field = _bulk_string(f"_ts:{view}".encode())
     stamps = []
     for v in rows.column(EVENT_TS).to_pylist():
@@ -342,31 +383,26 @@ def write_redis(client, project: str, view: str, rows: pa.Table, features: Seque
         ts.FromDatetime(v)
         stamps.append(_bulk_string(ts.SerializeToString()))
     command = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * (len(features) + 1))
-    by_firm = zip(*cols, strict=True) if cols else ((),) * len(keys)
-    conn = client.connection_pool.get_connection("HSET")
-    n = 0
+    conn = client.connection_pool.get_connection()
     try:
-        pending = 0
-        buf: list[bytes] = []
-        for key, stamp, values in zip(keys, stamps, by_firm, strict=True):
-            buf += (command, _bulk_string(key), ts_field, stamp)
-            buf += chain.from_iterable(zip(heads, values, strict=True))
-            pending += 1
-            n += len(heads)
-            if pending == batch:
-                _flush(conn, buf, pending)
-                buf, pending = [], 0
-        if pending:
-            _flush(conn, buf, pending)
+        for start in range(0, len(keys), batch):
+            stop = min(start + batch, len(keys))
+            body, sizes = resp.frames(slots, slice(start, stop))
+            view_bytes = memoryview(body)
+            ends = np.cumsum(sizes).tolist()
+            buf: list[bytes | memoryview] = []
+            for i, (a, b) in enumerate(zip([0, *ends[:-1]], ends, strict=True)):
+                buf += (command, _bulk_string(keys[start + i]), ts_field, stamps[start + i], view_bytes[a:b])
+            _flush(conn, buf, stop - start)
     except BaseException:
         conn.disconnect()            # replies may be unread: never hand this connection back for reuse
         raise
     finally:
         client.connection_pool.release(conn)
-    return n
+    return len(keys) * len(features)
 
 
-def _flush(conn, buf: list[bytes], commands: int) -> None:
+def _flush(conn, buf: list[bytes | memoryview], commands: int) -> None:
     """Send the framed commands in one write, then read every reply (an error reply raises)."""
     from redis.exceptions import ResponseError
 
@@ -401,17 +437,24 @@ def bulk_materialize(store, views: Sequence[ViewSource], as_of: datetime | None 
         host, _, rest = cfg.online_store.connection_string.partition(":")
         client = redis.Redis(host=host, port=int(rest.split(",")[0] or 6379))
     con = duckdb.connect()
-    for v in views:
-        rows = latest_rows(v, as_of, con)
-        if cfg.online_store.type == "sqlite":
-            n = write_sqlite(str(cfg.online_store.path), f"{cfg.project}_{v.name}", rows, v.features)
-        else:
-            n = write_redis(client, cfg.project, v.name, rows, v.features)
-        results.append(BulkResult(view=v.name, entities=rows.num_rows, values=n))
-        _record_interval(store, v.name, as_of)
-        if progress:
-            progress(v.name)
-    con.close()
-    if client is not None:
-        client.close()
+    try:
+        # the next view's latest rows are read (DuckDB, without the GIL) while this one is written
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zx-bulk-read") as pool:
+            ahead = [pool.submit(latest_rows, v, as_of, con.cursor()) for v in views[:1]]
+            for k, v in enumerate(views):
+                rows = ahead.pop().result()
+                if k + 1 < len(views):
+                    ahead.append(pool.submit(latest_rows, views[k + 1], as_of, con.cursor()))
+                if cfg.online_store.type == "sqlite":
+                    n = write_sqlite(str(cfg.online_store.path), f"{cfg.project}_{v.name}", rows, v.features)
+                else:
+                    n = write_redis(client, cfg.project, v.name, rows, v.features)
+                results.append(BulkResult(view=v.name, entities=rows.num_rows, values=n))
+                _record_interval(store, v.name, as_of)
+                if progress:
+                    progress(v.name)
+    finally:
+        con.close()
+        if client is not None:
+            client.close()
     return results

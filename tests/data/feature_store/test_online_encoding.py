@@ -51,3 +51,33 @@ def test_timestamps(values):
     null = b"" if all(v is None for v in values) else Value(unix_timestamp_val=-(2**63)).SerializeToString()
     expected = [make(v).SerializeToString() if v is not None else null for v in values]
     assert encode_column(pa.array(values, pa.timestamp("us"))) == expected
+
+
+_column = st.one_of(
+    st.lists(st.one_of(st.none(), st.floats(allow_nan=False)), min_size=6, max_size=6).map(lambda v: pa.array(v, pa.float64())),
+    st.lists(st.one_of(st.none(), st.floats(width=32, allow_nan=False)), min_size=6, max_size=6).map(
+        lambda v: pa.array(v, pa.float32())),
+    st.lists(st.one_of(st.none(), st.integers(min_value=-(2**63), max_value=2**63 - 1)), min_size=6, max_size=6).map(
+        lambda v: pa.array(v, pa.int64())),
+    st.lists(st.one_of(st.none(), st.text(max_size=150)), min_size=6, max_size=6).map(lambda v: pa.array(v, pa.string())),
+    st.just(pa.array([None] * 6, pa.float64())),
+)
+
+
+@given(st.lists(_column, min_size=1, max_size=6))
+def test_resp_template_frames_equal_per_value_framing(columns):
+    """The numpy-built HSET field/value frames are byte for byte the frames built value by value."""
+    from data.feature_store.bulk import RespTemplate, slot_layout
+
+    names = [f"c{j}" for j in range(len(columns))]
+    rows = pa.table(dict(zip(names, columns, strict=True)))
+    heads = [b"$4\r\n" + bytes([j, 1, 2, 3]) + b"\r\n" for j in range(len(names))]
+    slots = slot_layout(rows, names)
+    template = RespTemplate.build(heads, slots)
+    encoded = [encode_column(rows.column(n)) for n in names]
+    for window in (slice(0, 6), slice(2, 5)):
+        body, sizes = template.frames(slots, window)
+        expected = [b"".join(h + b"$%d\r\n" % len(col[i]) + col[i] + b"\r\n" for h, col in zip(heads, encoded, strict=True))
+                    for i in range(6)[window]]
+        assert sizes.tolist() == [len(e) for e in expected]
+        assert body == b"".join(expected)
