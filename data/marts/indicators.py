@@ -43,11 +43,19 @@ from kernel.errors import ConfigError, ZhouxinError
 
 
 def score_pw(x: np.ndarray, knots: Sequence[tuple[float, float]]) -> np.ndarray:
-    """PW (§3.1): linear interpolation between knots, constant outside [x_1, x_k]; NaN stays NaN."""
+    """PW (§3.1): linear interpolation between knots, constant outside [x_1, x_k]; NaN stays NaN.
+
+    Interpolated as s_j + t (s_j+1 - s_j) with t clipped to [0, 1], so a score never leaves its knots'
+    range: `np.interp` multiplies by the slope, which overflows to inf for knots a few ulps apart."""
     x = np.asarray(x, dtype=float)
     xs = np.array([k[0] for k in knots], dtype=float)
     ss = np.array([k[1] for k in knots], dtype=float)
-    out = np.interp(x, xs, ss)
+    if len(xs) == 1:
+        return np.where(np.isnan(x), np.nan, ss[0])
+    j = np.clip(np.searchsorted(xs, x, side="right") - 1, 0, len(xs) - 2)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):   # NaN rows are restored below
+        t = np.clip((x - xs[j]) / (xs[j + 1] - xs[j]), 0.0, 1.0)
+    out = ss[j] + t * (ss[j + 1] - ss[j])
     return np.where(np.isnan(x), np.nan, out)
 
 
