@@ -256,13 +256,6 @@ def _firm_params(rows: pa.Table, feats: Sequence[str], slots: SlotLayout, digits
                 json.dumps(t, ensure_ascii=False), ev[i], cr[i]) for i, t in zip(part, texts, strict=True)]
 
 
-def _clustered(ddl: str) -> str:
-    """Feast's table as a WITHOUT ROWID table: stored in primary-key order, one B-tree instead of a rowid
-    table plus the key's index, so a firm's values sit together. Same columns and key: Feast reads,
-    upserts and drops it unchanged."""
-    return ddl if "WITHOUT ROWID" in ddl.upper() else f"{ddl.rstrip().rstrip(';')} WITHOUT ROWID"
-
-
 def write_sqlite(path: str, table: str, rows: pa.Table, features: Sequence[str]) -> int:
     """Replace Feast's SQLite table `table` with `rows` atomically; returns values written.
 
@@ -293,7 +286,7 @@ def write_sqlite(path: str, table: str, rows: pa.Table, features: Sequence[str])
                         zip(range(len(feats)), feats, slots.offsets.tolist(), strict=True))
         con.execute("begin")
         con.execute(f'drop table if exists "{new}"')
-        con.execute(_clustered(ddl[0][0].replace(f'"{table}"', f'"{new}"', 1)))
+        con.execute(ddl[0][0].replace(f'"{table}"', f'"{new}"', 1))
         for name, sql in idx:     # kept up as rows arrive in key order (sorting them afterwards took longer)
             moved = sql.replace(f'"{table}"', f'"{new}"')
             if moved == sql:
