@@ -5,6 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def workspace_dir() -> Path:
@@ -50,3 +54,13 @@ def write_atomically(path: Path, data: bytes | memoryview) -> str:
     tmp.write_bytes(data)
     tmp.replace(path)
     return hashlib.sha256(data).hexdigest()
+
+
+def parquet_bytes(table: pa.Table) -> memoryview:
+    """A table as zstd Parquet built in memory (to hash it there and `write_atomically` it in one go)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return memoryview(sink.getvalue())

@@ -24,7 +24,7 @@ from data.simulate.calendar import month_label
 from data.simulate.emit import Batch
 from kernel.catalog import Catalog, Library, SubItem
 from kernel.hashing import hex16
-from kernel.workspace import write_atomically
+from kernel.workspace import parquet_bytes, write_atomically
 
 
 class DirtInjector(Protocol):
@@ -251,7 +251,7 @@ class FileSink:
                 self._write_library(spec, lib, month, empty)
         for (area, name), parts in self._tables.items():
             path = self.root / area / f"{name}.parquet"
-            write_atomically(path, _parquet_bytes(_concat_parts(parts)))
+            write_atomically(path, parquet_bytes(_concat_parts(parts)))
         self._flush_truth()
         self._truth_out.close()
         self._flush_dirty()
@@ -271,12 +271,6 @@ def _concat_parts(parts: list[pa.Table]) -> pa.Table:
     all-null in one month, or integer in one and float in another, takes the wider type)."""
     merged = pa.concat_tables(parts, promote_options="permissive")
     return merged.replace_schema_metadata(parts[0].schema.metadata)
-
-
-def _parquet_bytes(table: pa.Table) -> memoryview:
-    buf = pa.BufferOutputStream()
-    pq.write_table(table, buf, compression="zstd")
-    return memoryview(buf.getvalue())
 
 
 def _write_frame(frame: pd.DataFrame, path: Path, fmt: str) -> str:
@@ -304,7 +298,7 @@ def _encode(frame: pd.DataFrame, fmt: str) -> memoryview:
     if fmt == "jsonl":
         return _json_lines(_iso_dates(frame))    # to_json(path) writes UTF-8 without newline translation
     if fmt == "parquet":
-        return _parquet_bytes(pa.Table.from_pandas(frame, preserve_index=False))
+        return parquet_bytes(pa.Table.from_pandas(frame, preserve_index=False))
     if fmt != "csv":
         raise ValueError(f"unknown delivery format {fmt!r}")
     buf = pa.BufferOutputStream()

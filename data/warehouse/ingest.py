@@ -35,7 +35,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pandas._libs.hashtable import UInt64HashTable
 from pydantic import Field
 
@@ -45,7 +44,7 @@ from kernel.catalog import Catalog, SubItem, load_catalog
 from kernel.config import FrozenModel, configs_dir, file_sha256, load_yaml_model
 from kernel.errors import ZhouxinError
 from kernel.hashing import hex16
-from kernel.workspace import write_atomically
+from kernel.workspace import parquet_bytes, write_atomically
 
 DELIVERY = re.compile(r"^(?P<dept>[A-Z]\d\d)/(?P<lib>L\d\d)/(?P<month>\d{4}-\d{2})\.(?P<ext>csv|jsonl|parquet)$")
 META_IN = ("_source_library", "_batch_id", "_ingest_ts", "_available_date", "_row_hash")
@@ -113,14 +112,6 @@ def list_deliveries(raw: Path, catalog: Catalog) -> list[Delivery]:
         out.append(Delivery(p, rel, m["dept"], lib.id, lib.sub_item, m["month"], m["ext"]))
     first = {"ent_registration": 0}
     return sorted(out, key=lambda d: (d.month, first.get(d.sub_item, 1), d.library))
-
-
-def _atomic_parquet(table: pa.Table, path: Path) -> str:
-    """Encode in memory and write atomically: a killed run never leaves half a file, and the hash needs
-    no second read."""
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    return write_atomically(path, memoryview(sink.getvalue()))
 
 
 class IngestConfig(FrozenModel):
@@ -350,17 +341,17 @@ class Ingestor:
         outputs = {}
         if v.accepted.num_rows:
             path = self.wh / d.sub_item / f"month={d.month}" / f"{d.batch_id}.parquet"
-            outputs["accepted"] = (str(path.relative_to(self.ws)), _atomic_parquet(v.accepted, path))
+            outputs["accepted"] = (str(path.relative_to(self.ws)), write_atomically(path, parquet_bytes(v.accepted)))
         if len(qrows):
             outputs["quarantine"] = self._write_quarantine(d, qrows)
         if len(v.duplicates):
             path = self.wh / "_duplicates" / d.sub_item / f"{d.batch_id}.parquet"
-            outputs["duplicates"] = (str(path.relative_to(self.ws)), _atomic_parquet(
-                pa.Table.from_pandas(v.duplicates, preserve_index=False), path))
+            outputs["duplicates"] = (str(path.relative_to(self.ws)), write_atomically(
+                path, parquet_bytes(pa.Table.from_pandas(v.duplicates, preserve_index=False))))
         if len(v.normalised):
             path = self.wh / "_normalised" / d.sub_item / f"{d.batch_id}.parquet"
-            outputs["normalised"] = (str(path.relative_to(self.ws)), _atomic_parquet(
-                pa.Table.from_pandas(v.normalised, preserve_index=False), path))
+            outputs["normalised"] = (str(path.relative_to(self.ws)), write_atomically(
+                path, parquet_bytes(pa.Table.from_pandas(v.normalised, preserve_index=False))))
         self._write_manifest(d, sha, res, outputs)
         if d.sub_item == "ent_registration" and v.accepted.num_rows:
             self.registered.update(v.accepted.column("uscc").to_pylist())
@@ -489,7 +480,8 @@ class Ingestor:
     def _write_quarantine(self, d: Delivery, qrows: pd.DataFrame) -> tuple[str, str]:
         path = self.wh / "_quarantine" / d.sub_item / f"{d.batch_id}.parquet"
         qrows = qrows.assign(department=d.department, library=d.library, month=d.month)
-        return str(path.relative_to(self.ws)), _atomic_parquet(pa.Table.from_pandas(qrows, preserve_index=False), path)
+        return str(path.relative_to(self.ws)), write_atomically(
+            path, parquet_bytes(pa.Table.from_pandas(qrows, preserve_index=False)))
 
     def _write_manifest(self, d: Delivery, sha: str, res: BatchResult, outputs: dict, fatal: str | None = None) -> None:
         body = {"batch_id": d.batch_id, "source_file": d.relative, "source_sha256": sha, "sub_item": d.sub_item,
