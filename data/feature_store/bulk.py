@@ -84,13 +84,15 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-def _fixed(tag: int, values: np.ndarray, width: int) -> list[bytes]:
-    rec = np.empty(len(values), dtype=np.dtype([("t", "u1"), ("v", values.dtype)], align=False))
-    rec["t"] = tag
-    rec["v"] = values
-    buf = rec.tobytes()
-    step = 1 + width
-    return [buf[i:i + step] for i in range(0, len(buf), step)]
+def _float_block(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A float column's `Value` bytes by numpy: an (n, 1 + width) block of tag + little-endian number
+    (nulls as 0, to be dropped by the caller) and the validity mask."""
+    width = 8 if arr.type.bit_width == 64 else 4       # a half float goes out as `float_val`, like a float
+    vals = np.asarray(pc.fill_null(arr, 0).to_numpy(zero_copy_only=False), dtype=f"<f{width}")
+    block = np.empty((len(arr), 1 + width), dtype=np.uint8)
+    block[:, 0] = DOUBLE_TAG if width == 8 else FLOAT_TAG
+    block[:, 1:] = vals.view(np.uint8).reshape(len(arr), width)
+    return block, np.asarray(pc.is_valid(arr).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def encode_column(col: pa.ChunkedArray | pa.Array) -> list[bytes]:
@@ -100,11 +102,9 @@ def encode_column(col: pa.ChunkedArray | pa.Array) -> list[bytes]:
     valid = np.asarray(pc.is_valid(arr).to_numpy(zero_copy_only=False), dtype=bool)
     t = arr.type
     if pa.types.is_floating(t):
-        width = 8 if t.bit_width == 64 else 4
-        tag = DOUBLE_TAG if width == 8 else FLOAT_TAG
-        np_dtype = "<f8" if width == 8 else "<f4"
-        vals = np.asarray(pc.fill_null(arr, 0).to_numpy(zero_copy_only=False), dtype=np_dtype)
-        enc = _fixed(tag, vals, width)
+        block, _ = _float_block(arr)
+        buf, step = block.tobytes(), block.shape[1]
+        enc = [buf[i:i + step] for i in range(0, len(buf), step)]
     elif pa.types.is_boolean(t):
         enc = [b"8\x01" if v else b"8\x00" for v in pc.fill_null(arr, False).to_pylist()]
     elif pa.types.is_integer(t):
@@ -170,14 +170,9 @@ def _slot(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
     by numpy in one go (nearly every mart column); other types are padded from `encode_column`."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     n = len(arr)
-    if pa.types.is_floating(arr.type) and arr.type.bit_width in (32, 64):
-        width = arr.type.bit_width // 8
-        vals = np.asarray(pc.fill_null(arr, 0).to_numpy(zero_copy_only=False), dtype=f"<f{width}")
-        block = np.empty((n, 1 + width), dtype=np.uint8)
-        block[:, 0] = DOUBLE_TAG if width == 8 else FLOAT_TAG
-        block[:, 1:] = vals.view(np.uint8).reshape(n, width)
-        valid = np.asarray(pc.is_valid(arr).to_numpy(zero_copy_only=False), dtype=bool)
-        return block, np.where(valid, 1 + width, 0)
+    if pa.types.is_floating(arr.type):
+        block, valid = _float_block(arr)
+        return block, np.where(valid, block.shape[1], 0)
     enc = encode_column(arr)
     lengths = np.fromiter(map(len, enc), dtype=np.int64, count=n)
     width = int(lengths.max(initial=0))
@@ -271,7 +266,7 @@ def write_sqlite(path: str, table: str, rows: pa.Table, features: Sequence[str])
     slots = slot_layout(rows, feats)
     digits_matrix, digits = slots.length_digits()
     order = sorted(range(len(keys)), key=keys.__getitem__)
-    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    con = sqlite3.connect(path, isolation_level=None)
     try:
         con.execute("pragma synchronous = off")
         ddl = con.execute("select sql from sqlite_master where type = 'table' and name = ?", (table,)).fetchall()
@@ -315,9 +310,7 @@ def _value_text(col: pa.ChunkedArray) -> list[str | None]:
     t = col.type
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return col.to_pylist()
-    if pa.types.is_integer(t) or pa.types.is_floating(t):
-        return [None if v is None else str(v) for v in col.to_pylist()]
-    if pa.types.is_boolean(t):
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
         return [None if v is None else str(v) for v in col.to_pylist()]
     return [None] * len(col)
 
