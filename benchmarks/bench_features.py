@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from results_file import write_results
 
-from data.feature_store.bulk import bulk_materialize
+from data.feature_store.bulk import bulk_materialize, redis_client
 from data.feature_store.pipeline import definitions, sources_dir
 from data.feature_store.store import apply_definitions, feast_materialize, historical_features, open_store
 from data.feature_store.training_set import point_in_time_join, view_sources
@@ -175,9 +175,7 @@ def main() -> None:
         profile = prod.model_copy(update={"feast": FeastProfile(
             **(prod.feast.model_dump() | {"project": f"zhouxin_bench_{os.getpid()}"}))})
         s_redis = copy_store(ws, Path(tmp) / "redis", profile)
-        import redis
-
-        server = redis.Redis(host="127.0.0.1", port=6379)
+        server = redis_client(s_redis.config.online_store.connection_string)
         try:
             cpu0 = redis_server_cpu(server)
             t = time.perf_counter()

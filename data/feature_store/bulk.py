@@ -315,6 +315,14 @@ def _value_text(col: pa.ChunkedArray) -> list[str | None]:
     return [None] * len(col)
 
 
+def redis_client(connection_string: str):
+    """A redis-py client for Feast's `connection_string` ("host:port[,option=value...]")."""
+    import redis
+
+    host, _, rest = connection_string.partition(":")
+    return redis.Redis(host=host, port=int(rest.split(",")[0] or 6379))
+
+
 def _bulk_string(b: bytes) -> bytes:
     return b"$%d\r\n%b\r\n" % (len(b), b)
 
@@ -437,12 +445,7 @@ def bulk_materialize(store, views: Sequence[ViewSource], as_of: datetime | None 
     """Write every view's latest known values for the whole population to the store's online store."""
     cfg = store.config
     results = []
-    client = None
-    if cfg.online_store.type == "redis":
-        import redis
-
-        host, _, rest = cfg.online_store.connection_string.partition(":")
-        client = redis.Redis(host=host, port=int(rest.split(",")[0] or 6379))
+    client = redis_client(cfg.online_store.connection_string) if cfg.online_store.type == "redis" else None
     con = duckdb.connect()
     try:
         # the next view's latest rows are read (DuckDB, without the GIL) while this one is written

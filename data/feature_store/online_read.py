@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from data.feature_store.bulk import DOUBLE_TAG, FLOAT_TAG, NULL_TIMESTAMP, entity_keys
+from data.feature_store.bulk import DOUBLE_TAG, FLOAT_TAG, NULL_TIMESTAMP, entity_keys, redis_client
 
 
 def _group(refs: Sequence[str]) -> dict[str, list[str]]:
@@ -84,10 +84,7 @@ class DirectOnlineReader:
         if self.kind == "sqlite":
             self.path = str(cfg.online_store.path)
         elif self.kind == "redis":
-            import redis
-
-            host, _, rest = cfg.online_store.connection_string.partition(":")
-            self.redis = redis.Redis(host=host, port=int(rest.split(",")[0] or 6379))
+            self.redis = redis_client(cfg.online_store.connection_string)
         else:
             raise ValueError(f"no direct reader for online store {self.kind!r}")
 
