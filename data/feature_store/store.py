@@ -7,6 +7,7 @@ registry on PostgreSQL, Redis online store).
 
 from __future__ import annotations
 
+import sqlite3
 import warnings
 from collections.abc import Sequence
 from datetime import datetime
@@ -40,13 +41,30 @@ def repo_config(profile: Profile, ws: Path):
                       offline_store={"type": "duckdb"}, repo_path=root, entity_key_serialization_version=3)
 
 
+def create_sqlite_online(path: Path, page_size: int) -> None:
+    """Create the SQLite online database with the profile's page size before Feast first opens it: Feast
+    would create it with SQLite's default, and a file's page size only changes by rewriting it whole."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path)
+    try:
+        con.execute(f"pragma page_size = {int(page_size)}")
+        con.execute("vacuum")                           # writes the header: the size is now the file's
+    finally:
+        con.close()
+
+
 def open_store(ws: Path, profile: Profile | None = None):
     """A FeatureStore for the workspace under the given (default: current) profile."""
     from feast import FeatureStore
 
+    profile = profile or load_profile()
+    if profile.feast.online_store.type == "sqlite":
+        create_sqlite_online(ws / profile.feast.online_store.path, profile.feast.online_store.page_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return FeatureStore(config=repo_config(profile or load_profile(), ws))
+        return FeatureStore(config=repo_config(profile, ws))
 
 
 def apply_definitions(store, defs: Definitions) -> None:

@@ -81,3 +81,57 @@ def test_resp_template_frames_equal_per_value_framing(columns):
                     for i in range(6)[window]]
         assert sizes.tolist() == [len(e) for e in expected]
         assert body == b"".join(expected)
+
+
+def _python_text(v):
+    """Feast's value_text of one value (feast.infra.online_stores.helpers.extract_text_and_num)."""
+    return None if v is None else v if isinstance(v, str) else str(v)
+
+
+@given(st.lists(st.one_of(st.none(), st.floats(), st.sampled_from([0.0, -0.0, 1e-4, 9.999e-5, 1e16, 9.99e15,
+                                                                     1.5e15, 1e-5, 5e-324])), max_size=60))
+def test_value_text_of_doubles_is_pythons_str(values):
+    """Arrow formats the bulk path's texts; they are exactly Python's `str`, the repr Feast writes."""
+    from data.feature_store.bulk import value_text
+
+    assert value_text(pa.array(values, pa.float64())).to_pylist() == [_python_text(v) for v in values]
+
+
+@given(st.lists(st.one_of(st.none(), st.floats(width=32)), max_size=60))
+def test_value_text_of_floats_is_pythons_str_of_the_double(values):
+    from data.feature_store.bulk import value_text
+
+    arr = pa.array(values, pa.float32())
+    assert value_text(arr).to_pylist() == [_python_text(v) for v in arr.to_pylist()]
+
+
+@given(st.lists(st.one_of(st.none(), st.integers(min_value=-(2**63), max_value=2**63 - 1)), max_size=40),
+       st.lists(st.one_of(st.none(), st.booleans()), max_size=40),
+       st.lists(st.one_of(st.none(), st.text(max_size=40)), max_size=40))
+def test_value_text_of_ints_bools_and_strings(ints, bools, texts):
+    from data.feature_store.bulk import value_text
+
+    assert value_text(pa.array(ints, pa.int64())).to_pylist() == [_python_text(v) for v in ints]
+    assert value_text(pa.array(bools, pa.bool_())).to_pylist() == [_python_text(v) for v in bools]
+    assert value_text(pa.array(texts, pa.large_string())).to_pylist() == [_python_text(v) for v in texts]
+
+
+@given(st.lists(_column, min_size=1, max_size=6), st.booleans())
+def test_text_slots_hold_each_firms_texts(columns, with_time):
+    """Cutting a firm's text blob at each column's slot and length gives that value's text (none for a
+    time, whose value_text Feast leaves null)."""
+    from data.feature_store.bulk import text_slots, value_text
+
+    names = [f"c{j}" for j in range(len(columns))]
+    if with_time:
+        columns, names = [*columns, pa.array([datetime(2020, 1, 1)] * 6, pa.timestamp("us"))], [*names, "t"]
+    rows = pa.table(dict(zip(names, columns, strict=True)))
+    slots = text_slots(rows, names)
+    for j, name in enumerate(names):
+        expected = value_text(rows.column(name)).to_pylist() if name != "t" else [None] * 6
+        got = []
+        for i in range(6):
+            code = int(slots.lengths[i, j])
+            start = int(slots.offsets[j]) - 1
+            got.append(None if code == 0 else slots.matrix[i, start:start + code - 1].tobytes().decode("utf-8"))
+        assert got == expected
