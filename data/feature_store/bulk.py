@@ -546,9 +546,10 @@ def bulk_materialize(store, views: Sequence[ViewSource], as_of: datetime | None 
     con = duckdb.connect()
 
     try:
-        # views are read (DuckDB) widest first, one ahead, while the one before is written; a SQLite view's
-        # parameters are built chunk by chunk in a second thread just ahead of its insert
-        pending = sorted(views, key=lambda v: -len(v.features))
+        # views are read (DuckDB) one ahead while the one before is written. SQLite: widest first, each
+        # view's parameters built chunk by chunk in a second thread just ahead of its insert. Redis: in the
+        # given order (reading a wide view while the server absorbs another took it 12.4 -> 21.1 s)
+        pending = sorted(views, key=lambda v: -len(v.features)) if sqlite else list(views)
         with (_quick_gil_handoff() if sqlite else contextlib.nullcontext()), \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="zx-bulk-read") as reader, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="zx-bulk-build") as builder:
