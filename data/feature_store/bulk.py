@@ -145,7 +145,7 @@ def _epoch(ts: pa.ChunkedArray) -> list[int | None]:
 
 @dataclass(frozen=True)
 class SlotLayout:
-    """A view's encoded values laid out firm by firm: column j of firm i sits at bytes
+    """A view's encoded values (or their texts) laid out firm by firm: column j of firm i sits at bytes
     [offsets[j], offsets[j] + lengths[i, j]) of `matrix[i]` (1-based offsets, SQLite's `substr`)."""
 
     matrix: np.ndarray       # (firms, width) uint8
@@ -330,9 +330,7 @@ def value_text(col: pa.ChunkedArray | pa.Array) -> pa.Array:
     null (Feast's `extract_text_and_num`)."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     t = arr.type
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return pc.cast(arr, pa.string())
-    if pa.types.is_integer(t):
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t):
         return pc.cast(arr, pa.string())
     if pa.types.is_floating(t):
         return _python_float_text(arr)
