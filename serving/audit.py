@@ -7,10 +7,15 @@ provincial platform ends with the head hash, which anchors the chain outside thi
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import secrets
+import threading
+import weakref
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +72,48 @@ _HEAD = sa.select(audit_log.c.seq, audit_log.c.row_hash).order_by(audit_log.c.se
 _INSERT = audit_log.insert()
 
 
+class _FileChainLock:
+    """Appends to a SQLite chain queue on an OS file lock beside the database, taken before SQLite's own
+    write lock: the kernel hands the lock to the next waiting worker the moment it is free, where SQLite's
+    busy handler sleeps and polls (1, 2, 5, 10 ... ms); with two workers and four clients that handler
+    took /v1/score to 25 req/s and a p99 of 7.7 s. A thread lock orders the process's own threads first
+    (an flock belongs to the open file, which every thread of the process shares)."""
+
+    def __init__(self, database: str) -> None:
+        self._threads = threading.Lock()
+        self._fd = os.open(f"{database}.chain-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        weakref.finalize(self, os.close, self._fd)
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._threads.release()
+
+
+_FILE_LOCKS: weakref.WeakKeyDictionary[sa.Engine, _FileChainLock] = weakref.WeakKeyDictionary()
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def _queue(engine: sa.Engine) -> AbstractContextManager[None]:
+    """Where this engine's appends wait their turn: the file lock for SQLite on disk; PostgreSQL queues
+    on its advisory lock inside the transaction (`_lock_chain`)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return nullcontext()
+    with _FILE_LOCKS_GUARD:
+        lock = _FILE_LOCKS.get(engine)
+        if lock is None:
+            lock = _FILE_LOCKS[engine] = _FileChainLock(database)
+    return lock
+
+
 def _lock_chain(con: sa.Connection) -> None:
     """Take the chain's write lock for this transaction: appends from every worker queue up here."""
     if con.dialect.name == "sqlite":
@@ -85,7 +132,7 @@ def append(engine: sa.Engine, entry: Entry, receipt_id: str | None = None, retri
     receipt = receipt_id or new_receipt_id()
     for _ in range(retries):
         try:
-            with engine.connect() as con:
+            with _queue(engine), engine.connect() as con:
                 _lock_chain(con)
                 head = con.execute(_HEAD).first()
                 seq, prev = (head.seq + 1, head.row_hash) if head else (1, GENESIS)

@@ -76,6 +76,7 @@ def start(workers: Annotated[int | None, typer.Option(help="worker processes (de
     env["ZHOUXIN_WORKSPACE"] = str(workspace or workspace_dir())
     if profile:
         env["ZHOUXIN_PROFILE"] = profile
+    env["OMP_NUM_THREADS"] = str(cfg.model_threads)      # read when a worker loads OpenMP, before any model
     env["BENTOML_CONFIG_OVERRIDES"] = json.dumps(
         {"services": {"zhouxin": {"workers": workers or cfg.workers, "traffic": {"timeout": cfg.timeout_s}}}})
     bentoml = Path(sys.executable).with_name("bentoml")

@@ -23,6 +23,7 @@ class ServingConfig(FrozenModel):
     host: str
     port: int = Field(ge=1, le=65535)
     workers: int = Field(ge=1, le=32)
+    model_threads: int = Field(1, ge=1, le=64)
     timeout_s: int = Field(ge=1)
     reload_interval_s: float = Field(gt=0)
     audit_checkpoint_interval_s: float = Field(gt=0)
