@@ -75,9 +75,8 @@ _INSERT = audit_log.insert()
 class _FileChainLock:
     """Appends to a SQLite chain queue on an OS file lock beside the database, taken before SQLite's own
     write lock: the kernel hands the lock to the next waiting worker the moment it is free, where SQLite's
-    busy handler sleeps and polls (1, 2, 5, 10 ... ms); with two workers and four clients that handler
-    took /v1/score to 25 req/s and a p99 of 7.7 s. A thread lock orders the process's own threads first
-    (an flock belongs to the open file, which every thread of the process shares)."""
+    busy handler sleeps and polls (1, 2, 5, 10 ... ms between tries). A thread lock orders the process's
+    own threads first (an flock belongs to the open file, which every thread of the process shares)."""
 
     def __init__(self, database: str) -> None:
         self._threads = threading.Lock()
