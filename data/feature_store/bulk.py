@@ -339,12 +339,17 @@ def value_text(col: pa.ChunkedArray | pa.Array) -> pa.Array:
     return pa.nulls(len(arr), pa.string())
 
 
+def _text_lengths(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Which texts are present, and each one's UTF-8 byte length (0 where missing)."""
+    valid = np.asarray(pc.is_valid(text).to_numpy(zero_copy_only=False), dtype=bool)
+    return valid, np.where(valid, pc.fill_null(pc.binary_length(text), 0).to_numpy(zero_copy_only=False), 0)
+
+
 def _string_block(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """A string column's UTF-8 bytes as an (n, width) block, and per row its byte length + 1 (0 for null)."""
     text = pc.cast(text, pa.string())
     n = len(text)
-    valid = np.asarray(pc.is_valid(text).to_numpy(zero_copy_only=False), dtype=bool)
-    lengths = np.where(valid, pc.fill_null(pc.binary_length(text), 0).to_numpy(zero_copy_only=False), 0)
+    valid, lengths = _text_lengths(text)
     width = int(lengths.max(initial=0))
     block = np.zeros((n, width), dtype=np.uint8)
     total = int(lengths.sum())
@@ -394,8 +399,7 @@ def text_slots(rows: pa.Table, features: Sequence[str]) -> SlotLayout:
             text = value_text(pa.concat_arrays([
                 (c if c.type == target else pc.cast(c, target)).combine_chunks()
                 for c in (rows.column(features[j]) for j in cols)]))
-            valid = np.asarray(pc.is_valid(text).to_numpy(zero_copy_only=False), dtype=bool)
-            lengths = np.where(valid, pc.fill_null(pc.binary_length(text), 0).to_numpy(zero_copy_only=False), 0)
+            valid, lengths = _text_lengths(text)
             width = int(lengths.max(initial=0))
             padded = pc.utf8_rpad(pc.fill_null(text, ""), width, " ")
             start = int(np.frombuffer(padded.buffers()[1], dtype=np.int32)[padded.offset]) if width else 0
