@@ -76,3 +76,27 @@ def test_failed_write_leaves_the_old_table(store, monkeypatch):
     with pytest.raises(ValueError, match="chunk 3"):
         _write(store, _rows(10, 9.0))
     assert _table(store) == before
+
+
+def test_an_index_the_primary_key_leads_is_left_out_and_reads_still_search_the_key(store):
+    with sqlite3.connect(store) as con:
+        con.execute('CREATE INDEX "p_v_ts" ON "p_v" (event_ts)')             # not implied by the key: kept
+    _write(store, _rows(10, 1.0))
+    with sqlite3.connect(store) as con:
+        names = {r[0] for r in con.execute("select name from sqlite_master where type = 'index' and sql is not null")}
+        plan = " ".join(r[3] for r in con.execute(      # Feast's online_read query (feast 0.67 sqlite.py)
+            "explain query plan select entity_key, feature_name, value, event_ts from p_v "
+            "where entity_key in (?, ?) order by entity_key", (b"a", b"b")))
+    assert names == {"p_v_ts"}
+    assert "USING INDEX sqlite_autoindex_p_v_1 (entity_key=?)" in plan and "TEMP B-TREE" not in plan
+
+
+@pytest.mark.parametrize(("columns", "leads"), [
+    ("entity_key", True), ("entity_key, feature_name", True), ("feature_name", False),
+    ("entity_key, value", False), ("feature_name, entity_key", False),
+])
+def test_leads_primary_key(tmp_path, columns, leads):
+    with sqlite3.connect(tmp_path / "t.db") as con:
+        con.execute(DDL)
+        con.execute(f'CREATE INDEX "i" ON "p_v" ({columns})')
+        assert bulk.leads_primary_key(con, "p_v", "i") is leads
