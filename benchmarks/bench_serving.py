@@ -4,7 +4,8 @@
    SDK read as the baseline of the direct online read (ratio, same process).
 2. Load from separate client processes (sync httpx, keep-alive) against `bentoml serve` with 1 and 2
    workers: p50 / p99 / max latency and req/s; BentoML's own /livez at the same concurrency is the floor
-   the answer is compared with.
+   the answer is compared with. The CPU each request cost the service and the clients is measured
+   beside them, and with it what the service would serve with a core per worker.
 3. A bounded soak (default 10 minutes, 2 workers): errors and the service's resident memory over time.
 
 The service runs on a copy of the workspace's serving state (its own operational database; features
@@ -113,6 +114,7 @@ def _client(url: str, path: str, key: str, firms: list[str], seconds: float, see
     with httpx.Client(base_url=url, headers=headers, timeout=30) as c:
         ready.put(seed)
         go.wait()
+        cpu0 = time.process_time()
         end = time.time() + seconds
         while time.time() < end:
             t = time.perf_counter()
@@ -127,11 +129,14 @@ def _client(url: str, path: str, key: str, firms: list[str], seconds: float, see
             lat.append(time.perf_counter() - t)
             codes[code] = codes.get(code, 0) + 1
             errors += code != 200
-    queue.put((lat, errors, codes))
+    queue.put((lat, errors, codes, time.process_time() - cpu0))
 
 
-def load(url: str, path: str, key: str, firms: list[str], clients: int, seconds: float) -> dict[str, object]:
-    """`clients` processes hammering `path` for `seconds` (started together once all are up)."""
+def load(url: str, path: str, key: str, firms: list[str], clients: int, seconds: float,
+         server: Server | None = None) -> dict[str, object]:
+    """`clients` processes hammering `path` for `seconds` (started together once all are up). With the
+    `server`, also the CPU each request cost it and the clients: on a box whose cores they share, what
+    the service would give on cores of its own is cores x 1000 / its CPU ms per request."""
     ctx = mp.get_context("spawn")
     queue, ready, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     procs = [ctx.Process(target=_client, args=(url, path, key, firms, seconds, i, ready, go, queue))
@@ -140,8 +145,10 @@ def load(url: str, path: str, key: str, firms: list[str], clients: int, seconds:
         p.start()
     for _ in procs:
         ready.get(timeout=120)
+    server_cpu = server.cpu_seconds() if server else 0.0
     go.set()
     results = [queue.get(timeout=seconds + 120) for _ in procs]
+    server_cpu = server.cpu_seconds() - server_cpu if server else None
     for p in procs:
         p.join()
     lat = np.concatenate([np.asarray(r[0]) for r in results]) * 1000
@@ -149,10 +156,14 @@ def load(url: str, path: str, key: str, firms: list[str], clients: int, seconds:
     for r in results:
         for k, v in r[2].items():
             codes[k] = codes.get(k, 0) + v
+    per_request = {"client_cpu_ms_per_request": round(sum(r[3] for r in results) / lat.size * 1000, 2)}
+    if server_cpu is not None:
+        per_request["server_cpu_ms_per_request"] = round(server_cpu / lat.size * 1000, 2)
     return {"clients": clients, "requests": int(lat.size), "req_per_s": round(lat.size / seconds, 1),
             "p50_ms": round(float(np.percentile(lat, 50)), 2), "p90_ms": round(float(np.percentile(lat, 90)), 2),
             "p99_ms": round(float(np.percentile(lat, 99)), 2), "max_ms": round(float(lat.max()), 1),
-            "errors": int(sum(r[1] for r in results)), "status": {str(k): v for k, v in sorted(codes.items())}}
+            "errors": int(sum(r[1] for r in results)), "status": {str(k): v for k, v in sorted(codes.items())},
+            **per_request}
 
 
 class Server:
@@ -179,6 +190,11 @@ class Server:
     def rss_mb(self) -> float:
         root = psutil.Process(self.proc.pid)
         return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU the whole tree (supervisor and workers) has used so far."""
+        root = psutil.Process(self.proc.pid)
+        return sum(sum(p.cpu_times()[:2]) for p in [root, *root.children(recursive=True)])
 
     def stop(self) -> None:
         os.killpg(self.proc.pid, signal.SIGTERM)
@@ -237,15 +253,18 @@ def main() -> None:
         try:
             load(server.url, "/v1/score", key, firms, 1, 3)                   # warm-up
             for c in (int(x) for x in args.clients.split(",")):
-                floor = load(server.url, "/livez", key, firms, c, args.seconds / 2)
-                score = load(server.url, "/v1/score", key, firms, c, args.seconds)
+                floor = load(server.url, "/livez", key, firms, c, args.seconds / 2, server)
+                score = load(server.url, "/v1/score", key, firms, c, args.seconds, server)
                 run = {"workers": workers, "clients": c, "score": score, "livez_floor": floor,
                        "p50_ratio_vs_livez": round(score["p50_ms"] / floor["p50_ms"], 2),
+                       # each worker a core of its own, the clients elsewhere: the service's own ceiling
+                       "req_per_s_if_a_core_per_worker": round(workers * 1000 / score["server_cpu_ms_per_request"]),
                        "rss_mb": round(server.rss_mb(), 1)}
                 runs.append(run)
                 print(f"workers={workers} clients={c}: {score['req_per_s']} req/s, p50 {score['p50_ms']} ms, "
-                      f"p99 {score['p99_ms']} ms, errors {score['errors']} (livez {floor['req_per_s']} req/s, "
-                      f"p50 {floor['p50_ms']} ms)", flush=True)
+                      f"p99 {score['p99_ms']} ms, errors {score['errors']}, CPU per request: server "
+                      f"{score['server_cpu_ms_per_request']} ms, clients {score['client_cpu_ms_per_request']} ms "
+                      f"(livez {floor['req_per_s']} req/s, p50 {floor['p50_ms']} ms)", flush=True)
             if workers == 2 and args.soak_seconds > 0:
                 print(f"soak {args.soak_seconds:.0f} s …", flush=True)
                 result["soak"] = soak(server, key, firms, args.soak_seconds, clients=2)
