@@ -6,7 +6,7 @@
    select in key order; the bulk path can go below it, since reading the source back costs SQLite
    too), and the CPU the Redis server spends absorbing the bulk write.
 2. Online read of one firm's full feature vector (the service), p50/p99 over --calls calls, SQLite and
-   Redis (the local SDK call a scoring service makes).
+   Redis: Feast's SDK call and the platform's direct reader of the same tables (ratio, same firms).
 3. Training set: point-in-time rows x every feature of the `credit_rating` service, our set-based join
    on --rows entity rows (goal: 1M rows in <= 120 s); Feast's get_historical_features on a --feast-rows
    subset against ours on the same subset (ratio). Last, so its memory does not crowd the writers.
@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import pandas as pd
 from results_file import write_results
 
 from data.feature_store.bulk import bulk_materialize, redis_client
+from data.feature_store.online_read import DirectOnlineReader
 from data.feature_store.pipeline import definitions, sources_dir
 from data.feature_store.store import apply_definitions, feast_materialize, historical_features, open_store
 from data.feature_store.training_set import point_in_time_join, view_sources
@@ -58,17 +60,34 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return round(float(np.percentile(a, 50)), 3), round(float(np.percentile(a, 99)), 3)
 
 
-def online_latency(store, firms: list[str], calls: int, service: str) -> tuple[float, float]:
-    svc = store.get_feature_service(service)
+def latency(read: Callable[[str], object], firms: list[str], calls: int) -> tuple[float, float]:
+    """p50/p99 ms of `read(uscc)` over `calls` firms drawn with a fixed seed, after 20 warm-up reads."""
     rng = np.random.default_rng(3)
     for u in firms[:20]:                                      # warm-up (first calls open connections)
-        store.get_online_features(features=svc, entity_rows=[{"uscc": u}], full_feature_names=True)
+        read(u)
     times = []
     for u in rng.choice(firms, size=calls):
         t = time.perf_counter()
-        store.get_online_features(features=svc, entity_rows=[{"uscc": str(u)}], full_feature_names=True).to_dict()
+        read(str(u))
         times.append(time.perf_counter() - t)
     return percentiles(times)
+
+
+def online_latencies(store, firms: list[str], calls: int, kind: str) -> dict[str, object]:
+    """One firm's vector for the `credit_rating` (all features) and `recommender` services, read through
+    Feast's SDK and through the platform's direct reader (what the service uses), same firms."""
+    out: dict[str, object] = {}
+    direct = DirectOnlineReader(store)
+    for service, suffix in (("credit_rating", ""), ("recommender", "_recommender")):
+        svc = store.get_feature_service(service)
+        refs = [f"{p.name}:{f.name}" for p in svc.feature_view_projections for f in p.features]
+        sdk = latency(lambda u, svc=svc: store.get_online_features(
+            features=svc, entity_rows=[{"uscc": u}], full_feature_names=True).to_dict(), firms, calls)
+        ours = latency(lambda u, refs=refs: direct.read([u], refs), firms, calls)
+        out[f"online_{kind}{suffix}_p50_p99_ms"] = sdk
+        out[f"online_{kind}{suffix}_direct_p50_p99_ms"] = ours
+        out[f"online_{kind}{suffix}_direct_p50_speedup"] = round(sdk[0] / ours[0], 1)
+    return out
 
 
 def sqlite_floor_seconds(online_db: Path, scratch: Path) -> float:
@@ -153,8 +172,7 @@ def main() -> None:
                         "materialize_speedup_vs_feast": round(fm / bulk, 1),
                         "sqlite_speedup_ceiling": round(fm / floor, 1)})
         firms = sorted(pd.read_parquet(sources_dir(ws) / "ent_registration.parquet", columns=["uscc"])["uscc"].unique())
-        res["online_sqlite_p50_p99_ms"] = online_latency(s_bulk, firms, args.calls, "credit_rating")
-        res["online_sqlite_recommender_p50_p99_ms"] = online_latency(s_bulk, firms, args.calls, "recommender")
+        res.update(online_latencies(s_bulk, firms, args.calls, "sqlite"))
 
         prod = load_profile("production")
         profile = prod.model_copy(update={"feast": FeastProfile(
@@ -168,8 +186,7 @@ def main() -> None:
             red = time.perf_counter() - t
             res.update({"bulk_redis_seconds": round(red, 1), "bulk_redis_values_per_s": round(values / red),
                         "redis_server_cpu_seconds": round(redis_server_cpu(server) - cpu0, 1)})
-            res["online_redis_p50_p99_ms"] = online_latency(s_redis, firms, args.calls, "credit_rating")
-            res["online_redis_recommender_p50_p99_ms"] = online_latency(s_redis, firms, args.calls, "recommender")
+            res.update(online_latencies(s_redis, firms, args.calls, "redis"))
         finally:
             s_redis.teardown()
             server.close()
