@@ -540,16 +540,23 @@ def _flush(conn, buf: list[bytes | memoryview], commands: int) -> None:
             raise reply
 
 
-def _record_interval(store, view: str, as_of: datetime | None) -> None:
+def _record_intervals(store, views: Sequence[str], as_of: datetime | None) -> None:
     """Tell the registry what was materialized, as Feast's own materialize does: readers (the service's
-    data as-of, `materialize-incremental`) then see the same state whichever path wrote the values."""
+    data as-of, `materialize-incremental`) then see the same state whichever path wrote the values.
+    One registry commit for all views: a file registry rewrites itself whole on each, and a commit per
+    view kept the SQLite writer idle 0.9 s."""
     from datetime import UTC
 
+    if not views:
+        return
     end = as_of or datetime.now(UTC)
     if end.tzinfo is None:
         end = end.replace(tzinfo=UTC)
-    fv = store.get_feature_view(view)
-    store.registry.apply_materialization(fv, store.project, datetime(1970, 1, 1, tzinfo=UTC), end, commit=True)
+    by_name = {fv.name: fv for fv in store.list_feature_views()}
+    for view in views:
+        store.registry.apply_materialization(by_name[view], store.project, datetime(1970, 1, 1, tzinfo=UTC),
+                                             end, commit=False)
+    store.registry.commit()
 
 
 def bulk_materialize(store, views: Sequence[ViewSource], as_of: datetime | None = None,
@@ -581,11 +588,11 @@ def bulk_materialize(store, views: Sequence[ViewSource], as_of: datetime | None 
                 else:
                     n = write_redis(client, cfg.project, v.name, rows, v.features)
                 results.append(BulkResult(view=v.name, entities=rows.num_rows, values=n))
-                _record_interval(store, v.name, as_of)     # in this thread: Python beside the socket waits
-                if progress:                               # made every reply wait for the GIL (13 -> 20 s)
+                if progress:
                     progress(v.name)
     finally:
         con.close()
         if client is not None:
             client.close()
+        _record_intervals(store, [r.view for r in results], as_of)     # those written, even if one failed
     return results

@@ -67,7 +67,14 @@ def test_bulk_online_values_equal_latest_offline_and_feast_materialize(small_fea
     ws, store, defs = small_feature_store
     views = view_sources(store, list(defs.views))
     firms = [*_firms(ws, 80), "91330900MA2A00009X"]          # plus a firm the platform has never seen
-    bulk_materialize(store, views)
+    bulk_materialize(store, views, as_of=datetime(2100, 1, 1))
+    # the registry knows what was written, as after Feast's materialize (one commit for every view)
+    from feast import FeatureStore
+
+    reread = FeatureStore(config=store.config)
+    ends = {fv.name: [iv[1].replace(tzinfo=None) for iv in fv.materialization_intervals]
+            for fv in reread.list_feature_views()}
+    assert {v.name: ends[v.name] for v in views} == {v.name: [datetime(2100, 1, 1)] for v in views}
     online = online_features(store, firms, "credit_rating")
     # the online store keeps the latest value however old (no TTL at read): compare without TTL
     no_ttl = [replace(v, ttl=None) for v in view_sources(store, "credit_rating")]
