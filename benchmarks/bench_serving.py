@@ -145,10 +145,10 @@ def load(url: str, path: str, key: str, firms: list[str], clients: int, seconds:
         p.start()
     for _ in procs:
         ready.get(timeout=120)
-    server_cpu = server.cpu_seconds() if server else 0.0
+    cpu0 = server.cpu_seconds() if server else 0.0
     go.set()
     results = [queue.get(timeout=seconds + 120) for _ in procs]
-    server_cpu = server.cpu_seconds() - server_cpu if server else None
+    server_cpu = server.cpu_seconds() - cpu0 if server else None
     for p in procs:
         p.join()
     lat = np.concatenate([np.asarray(r[0]) for r in results]) * 1000
