@@ -180,12 +180,25 @@ class Server:
         while time.time() < deadline:
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    self.settle()
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
         self.stop()
         raise RuntimeError(f"service not ready; see {self.log.name}")
+
+    def settle(self, quiet_s: float = 1.0, timeout_s: float = 120.0) -> None:
+        """Wait until the tree is (nearly) idle for `quiet_s`: /readyz answers once one worker is up while
+        another may still be loading (seen: 5 s of CPU after the first 200), which would otherwise be
+        counted against the first requests measured."""
+        deadline, last = time.time() + timeout_s, self.cpu_seconds()
+        while time.time() < deadline:
+            time.sleep(quiet_s)
+            now = self.cpu_seconds()
+            if now - last < 0.05 * quiet_s:
+                return
+            last = now
 
     def rss_mb(self) -> float:
         root = psutil.Process(self.proc.pid)
