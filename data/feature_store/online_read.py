@@ -81,6 +81,8 @@ class DirectOnlineReader:
         self._plans: dict[tuple, tuple[str, list[Any]]] = {}
         self._views: dict[tuple[str, ...], dict[str, list[str]]] = {}
         self._columns: dict[tuple[str, ...], list[str]] = {}
+        self._store = store
+        self._widths: dict[str, int] = {}
         if self.kind == "sqlite":
             self.path = str(cfg.online_store.path)
         elif self.kind == "redis":
@@ -120,19 +122,36 @@ class DirectOnlineReader:
         sql, params = self._sqlite_plan(len(keys), refs, views)
         for view, key, feat, value in self._sqlite().execute(sql, _bind(params, keys)):
             if value:
-                out[position[key]][f"{view}__{feat}"] = _python(value)
+                row, name = out[position[key]], f"{view}__{feat}"
+                if name in row:                     # a view read whole also returns features not asked for
+                    row[name] = _python(value)
+
+    def _width(self, view: str) -> int:
+        """How many features `view` has (0 if the registry does not know it yet)."""
+        if view not in self._widths:
+            self._widths = {fv.name: len(fv.features) for fv in self._store.list_feature_views()}
+        return self._widths.get(view, 0)
 
     def _sqlite_plan(self, n_keys: int, refs: tuple[str, ...], views: dict[str, list[str]]) -> tuple[str, list[Any]]:
-        """One UNION ALL over the views (cached per request shape: SQLite then reuses the prepared statement)."""
+        """One UNION ALL over the views (cached per request shape: SQLite then reuses the prepared statement).
+
+        A view asked for at least half its features is read whole, one range of the primary key per firm,
+        and the rest dropped in Python: seeking 1,478 names one by one took three times as long as the range
+        (for 125 of them the seeks win 4 to 1)."""
         shape = (n_keys, refs)
         plan = self._plans.get(shape)
         if plan is None:
             marks = ",".join("?" * n_keys)
             parts, params = [], []
             for view, feats in views.items():
-                parts.append(f'select ? as v, entity_key, feature_name, value from "{self.project}_{view}" '
-                             f'where entity_key in ({marks}) and feature_name in ({",".join("?" * len(feats))})')
-                params += [view, _KEYS, *feats]
+                sql = (f'select ? as v, entity_key, feature_name, value from "{self.project}_{view}" '
+                       f"where entity_key in ({marks})")
+                if 2 * len(feats) >= self._width(view) > 0:
+                    parts.append(sql)
+                    params += [view, _KEYS]
+                else:
+                    parts.append(f'{sql} and feature_name in ({",".join("?" * len(feats))})')
+                    params += [view, _KEYS, *feats]
             plan = self._plans[shape] = (" union all ".join(parts), params)
         return plan
 

@@ -17,10 +17,13 @@ def _same(a, b) -> bool:
     return type(a) is type(b) and a == b
 
 
-def assert_direct_equals_feast(store, firms: list[str], service: str = "credit_rating") -> int:
-    """Compare both readers on every feature of a service; returns the number of non-null values seen."""
-    svc = store.get_feature_service(service)
-    refs = [f"{p.name}:{f.name}" for p in svc.feature_view_projections for f in p.features]
+def assert_direct_equals_feast(store, firms: list[str], service: str = "credit_rating",
+                               refs: list[str] | None = None) -> int:
+    """Compare both readers on every feature of a service (or on `refs`); returns the number of non-null
+    values seen."""
+    if refs is None:
+        svc = store.get_feature_service(service)
+        refs = [f"{p.name}:{f.name}" for p in svc.feature_view_projections for f in p.features]
     resp = store.get_online_features(features=refs, entity_rows=[{"uscc": u} for u in firms],
                                      full_feature_names=True).to_dict()
     direct = DirectOnlineReader(store).read(firms, refs)
@@ -35,5 +38,5 @@ def assert_direct_equals_feast(store, firms: list[str], service: str = "credit_r
 
 @pytest.fixture(scope="session")
 def direct_equals_feast():
-    """check(store, firms, service) -> non-null values compared: the direct reader equals Feast's SDK."""
+    """check(store, firms, service, refs) -> non-null values compared: the direct reader equals Feast's SDK."""
     return assert_direct_equals_feast

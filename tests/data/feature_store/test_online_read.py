@@ -28,8 +28,17 @@ def test_direct_sqlite_read_equals_feast(small_feature_store, tmp_path, direct_e
     bulk_materialize(store, view_sources(store, list(defs.views)))
     reg = pd.read_parquet(tmp_path / "features" / "sources" / "ent_registration.parquet", columns=["uscc"])
     firms = [*np.random.default_rng(3).choice(sorted(reg["uscc"].unique()), 25, replace=False), "91330900MA2A00009P"]
-    assert direct_equals_feast(store, list(firms)) > 25 * 100
+    assert direct_equals_feast(store, list(firms)) > 25 * 100               # every view read whole
     assert all(v is None for v in DirectOnlineReader(store).read(["91330900MA2A00009P"], ["ent_registration:ent_name"])[0].values())
+    # part of a view: three quarters of one (read whole, the rest dropped) and one feature of another (seeks)
+    widest = sorted(store.list_feature_views(), key=lambda fv: -len(fv.features))[:2]
+    names = [f.name for f in widest[0].features]
+    refs = [f"{widest[0].name}:{n}" for n in names[: len(names) * 3 // 4]] + [f"{widest[1].name}:{widest[1].features[0].name}"]
+    reader = DirectOnlineReader(store)
+    sql, _ = reader._sqlite_plan(1, tuple(refs), {widest[0].name: names[: len(names) * 3 // 4],
+                                                   widest[1].name: [widest[1].features[0].name]})
+    assert sql.count("feature_name in") == 1                                 # both ways of reading are used
+    assert direct_equals_feast(store, list(firms), refs=refs) > 25 * 10
 
 
 @settings(max_examples=300, deadline=None)
