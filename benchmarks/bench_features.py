@@ -80,7 +80,7 @@ def online_latencies(store, firms: list[str], calls: int, kind: str) -> dict[str
     direct = DirectOnlineReader(store)
     for service, suffix in (("credit_rating", ""), ("recommender", "_recommender")):
         svc = store.get_feature_service(service)
-        refs = [f"{p.name}:{f.name}" for p in svc.feature_view_projections for f in p.features]
+        refs = [f"{v.name}:{f}" for v in view_sources(store, service) for f in v.features]
         sdk = latency(lambda u, svc=svc: store.get_online_features(
             features=svc, entity_rows=[{"uscc": u}], full_feature_names=True).to_dict(), firms, calls)
         ours = latency(lambda u, refs=refs: direct.read([u], refs), firms, calls)

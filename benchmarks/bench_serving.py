@@ -167,7 +167,7 @@ def load(url: str, path: str, key: str, firms: list[str], clients: int, seconds:
 
 
 class Server:
-    """`zhouxin serve start` in its own process group; RSS summed over the whole tree."""
+    """`zhouxin serve start` in its own process group; RSS and CPU summed over the whole tree."""
 
     def __init__(self, bw: Path, workers: int, port: int) -> None:
         env = os.environ | {"ZHOUXIN_WORKSPACE": str(bw), "BENTOML_DO_NOT_TRACK": "True"}
@@ -200,14 +200,16 @@ class Server:
                 return
             last = now
 
-    def rss_mb(self) -> float:
+    def _tree(self) -> list[psutil.Process]:
         root = psutil.Process(self.proc.pid)
-        return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
+        return [root, *root.children(recursive=True)]
+
+    def rss_mb(self) -> float:
+        return sum(p.memory_info().rss for p in self._tree()) / 2**20
 
     def cpu_seconds(self) -> float:
         """User + system CPU the whole tree (supervisor and workers) has used so far."""
-        root = psutil.Process(self.proc.pid)
-        return sum(sum(p.cpu_times()[:2]) for p in [root, *root.children(recursive=True)])
+        return sum(sum(p.cpu_times()[:2]) for p in self._tree())
 
     def stop(self) -> None:
         os.killpg(self.proc.pid, signal.SIGTERM)
