@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from data.feature_store.sources import CREATED_TS, EVENT_TS, JOIN_KEY
+from data.feature_store.sqlite_layout import clustered, leads_primary_key, table_ddl
 from data.feature_store.training_set import ViewSource
 from data.warehouse.rules import q
 
@@ -223,6 +224,18 @@ class SqliteRows:
 
 
 SQLITE_CHUNK_FIRMS = 2048   # firms built together; the next chunk is built while SQLite inserts this one
+SQLITE_FIRST_CHUNK_FIRMS = 128   # a view's first chunk, built while SQLite waits: chunks double from here
+
+
+def chunk_bounds(n: int, first: int, most: int) -> list[tuple[int, int]]:
+    """[start, stop) spans covering n items in order: `first` items, then twice as many each time up to `most`.
+    SQLite waits for a view's first chunk (the widest view's 2,048 firms took 2 s to build), not for the rest,
+    which are built while it inserts the one before."""
+    bounds, start, size = [], 0, max(1, min(first, most))
+    while start < n:
+        bounds.append((start, min(start + size, n)))
+        start, size = start + size, min(2 * size, most)
+    return bounds
 
 
 def sqlite_rows(rows: pa.Table, features: Sequence[str], keys: Sequence[bytes], firms: np.ndarray) -> SqliteRows:
@@ -239,11 +252,12 @@ def sqlite_rows(rows: pa.Table, features: Sequence[str], keys: Sequence[bytes], 
 
 def sqlite_chunks(rows: pa.Table, features: Sequence[str], pool: ThreadPoolExecutor,
                   ahead: int = 2) -> Iterator[SqliteRows]:
-    """The view's firms in key order, `SQLITE_CHUNK_FIRMS` at a time, each chunk built in `pool` while
-    the ones before it are inserted (so the widest view's insert starts after one chunk, not all)."""
+    """The view's firms in key order, in chunks growing to `SQLITE_CHUNK_FIRMS` (`chunk_bounds`), each built
+    in `pool` while the ones before it are inserted (so the widest view's insert starts after one small
+    chunk, not all)."""
     keys = entity_keys(rows.column(JOIN_KEY).to_pylist())
     order = np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)
-    spans = [order[a:a + SQLITE_CHUNK_FIRMS] for a in range(0, len(order), SQLITE_CHUNK_FIRMS)]
+    spans = [order[a:b] for a, b in chunk_bounds(len(order), SQLITE_FIRST_CHUNK_FIRMS, SQLITE_CHUNK_FIRMS)]
     building = deque(pool.submit(sqlite_rows, rows, features, keys, s) for s in spans[:ahead])
     for k in range(len(spans)):
         chunk = building.popleft().result()
@@ -252,23 +266,14 @@ def sqlite_chunks(rows: pa.Table, features: Sequence[str], pool: ThreadPoolExecu
         yield chunk
 
 
-def leads_primary_key(con: sqlite3.Connection, table: str, index: str) -> bool:
-    """Whether `index` covers the leading columns of `table`'s primary key, and nothing else: every
-    lookup it serves, the primary key's own index serves in the same order. Feast gives each online
-    table one (`<table>_ek` on entity_key); keeping it up cost a fifth of the widest view's insert."""
-    info = con.execute(f'pragma table_info("{table}")').fetchall()
-    primary = [r[1] for r in sorted((r for r in info if r[5]), key=lambda r: r[5])]
-    columns = [r[2] for r in con.execute(f'pragma index_info("{index}")')]
-    return bool(columns) and columns == primary[:len(columns)]
-
-
-def write_sqlite(path: str, table: str, features: Sequence[str], chunks: Iterable[SqliteRows]) -> int:
+def write_sqlite(path: str, table: str, features: Sequence[str], chunks: Iterable[SqliteRows],
+                 cluster: bool = True) -> int:
     """Replace Feast's SQLite table `table` with the firms in `chunks` atomically; returns values written.
 
     A full-population refresh: the rows are inserted in primary-key order into a fresh table with
-    Feast's own DDL and indexes (less any that `leads_primary_key`), which then replaces the old one
-    in the same transaction (readers see the old or the new population, never a mix; a crash leaves
-    the old one).
+    Feast's columns, key and indexes (less any that `leads_primary_key`), declared WITHOUT ROWID when
+    `cluster` (sqlite_layout.py), which then replaces the old one in the same transaction (readers see the
+    old or the new population, never a mix; a crash leaves the old one).
     Binding six parameters per value cost 4x SQLite's own insert work, so each firm is bound once: its
     values and their texts as two blobs of fixed slots, with their lengths as decimal digits beside
     them; SQLite cuts them up against a layout table of (column, feature name, slots) in one
@@ -278,18 +283,15 @@ def write_sqlite(path: str, table: str, features: Sequence[str], chunks: Iterabl
     written = 0
     try:
         con.execute("pragma synchronous = off")
-        ddl = con.execute("select sql from sqlite_master where type = 'table' and name = ?", (table,)).fetchall()
-        idx = con.execute("select name, sql from sqlite_master where type = 'index' and tbl_name = ? "
-                          "and sql is not null", (table,)).fetchall()
-        if not ddl:
-            raise RuntimeError(f"online table {table} missing: apply the feature definitions first")
+        ddl, idx = table_ddl(con, table)
         new = f"{table}__bulk"
         con.execute("drop table if exists temp.zx_layout")
         con.execute("create temp table zx_layout (i integer primary key, feature_name text, slot integer, "
                     "text_slot integer)")
         con.execute("begin")
         con.execute(f'drop table if exists "{new}"')
-        con.execute(ddl[0][0].replace(f'"{table}"', f'"{new}"', 1))
+        renamed = ddl.replace(f'"{table}"', f'"{new}"', 1)
+        con.execute(clustered(renamed) if cluster else renamed)
         for name, sql in idx:     # kept up as rows arrive in key order (sorting them afterwards took longer)
             moved = sql.replace(f'"{table}"', f'"{new}"')
             if moved == sql:
@@ -565,6 +567,7 @@ def bulk_materialize(store, views: Sequence[ViewSource], as_of: datetime | None 
     cfg = store.config
     results = []
     sqlite = cfg.online_store.type == "sqlite"
+    clusters = sqlite and not getattr(cfg.online_store, "vector_enabled", False)
     client = None if sqlite else redis_client(cfg.online_store.connection_string)
     con = duckdb.connect()
 
@@ -584,7 +587,7 @@ def bulk_materialize(store, views: Sequence[ViewSource], as_of: datetime | None 
                 if sqlite:
                     feats = sorted(v.features)
                     n = write_sqlite(str(cfg.online_store.path), f"{cfg.project}_{v.name}", feats,
-                                     sqlite_chunks(rows, feats, builder))
+                                     sqlite_chunks(rows, feats, builder), cluster=clusters)
                 else:
                     n = write_redis(client, cfg.project, v.name, rows, v.features)
                 results.append(BulkResult(view=v.name, entities=rows.num_rows, values=n))

@@ -17,6 +17,7 @@ import pandas as pd
 
 from data.feature_store.definitions import Definitions
 from data.feature_store.sources import JOIN_KEY
+from data.feature_store.sqlite_layout import cluster_online_tables
 from kernel.profile import Profile, expand_env, load_profile
 from kernel.workspace import features_dir
 
@@ -68,11 +69,15 @@ def open_store(ws: Path, profile: Profile | None = None):
 
 
 def apply_definitions(store, defs: Definitions) -> None:
-    """Register every object, removing views/services no longer declared (so the registry mirrors code)."""
+    """Register every object, removing views/services no longer declared (so the registry mirrors code);
+    on SQLite, the new online tables are then declared clustered by their key (sqlite_layout.py)."""
     declared = {v.name for v in defs.views.values()}
     stale_views = [v for v in store.list_feature_views() if v.name not in declared]
     stale_services = [s for s in store.list_feature_services() if s.name not in defs.services]
     store.apply(defs.objects(), objects_to_delete=stale_views + stale_services, partial=False)
+    online = store.config.online_store
+    if online.type == "sqlite" and not getattr(online, "vector_enabled", False):
+        cluster_online_tables(Path(online.path), store.config.project)
 
 
 def historical_features(store, entity_df: pd.DataFrame, features: Sequence[str] | str) -> pd.DataFrame:
