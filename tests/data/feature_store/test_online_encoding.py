@@ -135,3 +135,15 @@ def test_text_slots_hold_each_firms_texts(columns, with_time):
             start = int(slots.offsets[j]) - 1
             got.append(None if code == 0 else slots.matrix[i, start:start + code - 1].tobytes().decode("utf-8"))
         assert got == expected
+
+
+@given(st.lists(st.text(max_size=40), max_size=20))
+def test_entity_keys_equal_feasts_serializer(usccs):
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+
+    from data.feature_store.bulk import entity_keys
+
+    expected = [serialize_entity_key(EntityKey(join_keys=["uscc"], entity_values=[Value(string_val=u)]),
+                                     entity_key_serialization_version=3) for u in usccs]
+    assert entity_keys(usccs) == expected
