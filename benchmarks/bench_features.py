@@ -125,6 +125,12 @@ def redis_server_cpu(client) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
+def settled() -> None:
+    """Flush dirty pages before a timed write: the previous step's gigabytes would otherwise be written
+    back by the kernel during the next measurement, on the same two cores."""
+    os.sync()
+
+
 def copy_store(ws: Path, into: Path, profile: Profile):
     shutil.copytree(sources_dir(ws), into / "features" / "sources")
     store = open_store(into, profile)
@@ -154,17 +160,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="zx-bench-feat-") as tmp:
         local = load_profile("local")
         s_bulk = copy_store(ws, Path(tmp) / "bulk", local)
+        settled()
         t = time.perf_counter()
         out = bulk_materialize(s_bulk, view_sources(s_bulk, all_views))
         bulk = time.perf_counter() - t
         values = sum(r.values for r in out)
         res.update({"materialize_values": values, "bulk_sqlite_seconds": round(bulk, 1),
                     "bulk_sqlite_values_per_s": round(values / bulk)})
+        settled()
         floor = sqlite_floor_seconds(Path(s_bulk.config.online_store.path), Path(tmp) / "floor.db")
         (Path(tmp) / "floor.db").unlink()
         res["sqlite_floor_seconds"] = round(floor, 1)
         if not args.skip_feast_materialize:
             s_feast = copy_store(ws, Path(tmp) / "feast", local)
+            settled()
             t = time.perf_counter()
             feast_materialize(s_feast, datetime(1900, 1, 1), datetime(2100, 1, 1))
             fm = time.perf_counter() - t
@@ -180,6 +189,7 @@ def main() -> None:
         s_redis = copy_store(ws, Path(tmp) / "redis", profile)
         server = redis_client(s_redis.config.online_store.connection_string)
         try:
+            settled()
             cpu0 = redis_server_cpu(server)
             t = time.perf_counter()
             bulk_materialize(s_redis, view_sources(s_redis, all_views))
@@ -195,6 +205,7 @@ def main() -> None:
                 **(prod.feast.model_dump() | {"project": f"zhouxin_bench_feast_{os.getpid()}"}))})
             s_redis2 = copy_store(ws, Path(tmp) / "redis-feast", profile2)
             try:
+                settled()
                 t = time.perf_counter()
                 feast_materialize(s_redis2, datetime(1900, 1, 1), datetime(2100, 1, 1))
                 fr = time.perf_counter() - t
