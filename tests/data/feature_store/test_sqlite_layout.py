@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC
 
 import pytest
 from hypothesis import given
@@ -52,3 +53,40 @@ def test_apply_clusters_empty_tables_and_drops_redundant_indexes_only(tmp_path):
         assert con.execute("select entity_key, feature_name, value from p_full").fetchall() == [(b"\x01", "f", b")\x00")]
         assert _state(con, "other_v") == (False, {"other_v_ek"})       # another project's table: untouched
     assert cluster_online_tables(path, "p") == []                     # idempotent
+
+
+def test_feasts_own_update_reads_writes_and_drops_a_clustered_table(tmp_path):
+    """Feast's SQLite store, not ours, on a table `cluster_online_tables` re-declared: its `CREATE ... IF NOT
+    EXISTS` keeps the clustered table, its write and read round-trip a value, its delete drops the table."""
+    from datetime import datetime
+
+    from feast import Entity, FeatureView, Field, FileSource, RepoConfig, ValueType
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+    from feast.types import Float64
+
+    path = tmp_path / "online.db"
+    config = RepoConfig(project="p", provider="local", registry=str(tmp_path / "registry.db"),
+                        online_store={"type": "sqlite", "path": str(path)}, repo_path=tmp_path,
+                        entity_key_serialization_version=3)
+    firm = Entity(name="enterprise", join_keys=["uscc"], value_type=ValueType.STRING)
+    view = FeatureView(name="v", entities=[firm], schema=[Field(name="x", dtype=Float64)],
+                       source=FileSource(path=str(tmp_path / "v.parquet"), timestamp_field="ts"))
+    online = SqliteOnlineStore()
+    online.update(config, tables_to_delete=[], tables_to_keep=[view], entities_to_delete=[],
+                  entities_to_keep=[firm], partial=False)
+    assert cluster_online_tables(path, "p") == ["p_v"]
+    online.update(config, tables_to_delete=[], tables_to_keep=[view], entities_to_delete=[],
+                  entities_to_keep=[firm], partial=False)           # a later `feast apply`
+    key = EntityKey(join_keys=["uscc"], entity_values=[Value(string_val="91330900MA0000001X")])
+    now = datetime(2023, 12, 31, tzinfo=UTC)
+    online.online_write_batch(config, view, [(key, {"x": Value(double_val=0.25)}, now, now)], progress=None)
+    (_, got), = online.online_read(config, view, [key], ["x"])
+    assert got["x"].double_val == 0.25
+    with sqlite3.connect(path) as con:
+        assert _state(con, "p_v") == (True, {"p_v_ek"})             # still clustered; apply's index is back
+    online.update(config, tables_to_delete=[view], tables_to_keep=[], entities_to_delete=[],
+                  entities_to_keep=[], partial=False)
+    with sqlite3.connect(path) as con:
+        assert con.execute("select count(*) from sqlite_master where tbl_name = 'p_v'").fetchone() == (0,)
