@@ -11,7 +11,7 @@ ZX := $(BIN)/zhouxin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export ZHOUXIN_PERSON_SALT ?= local-development-salt-not-secret
 
-.PHONY: help install run simulate ingest quarantine calibrate data-dictionary features features-get serve bento contract test test-all lint typecheck bench bench-features bench-serving bench-training bench-large clean
+.PHONY: help install run simulate ingest quarantine calibrate data-dictionary features features-get serve bento contract test test-all lint typecheck bench bench-features bench-redis bench-serving bench-training bench-scoring bench-large clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -80,6 +80,12 @@ bench-features: install ## feature-store benchmarks on the built workspace (run 
 
 bench-training: install ## credit-rating training vs raw LightGBM on the same matrix (built workspace)
 	$(BIN)/python benchmarks/bench_training.py
+
+bench-redis: install ## full-population Redis write: our RESP frames vs a redis-py pipeline, same layout (built workspace)
+	$(BIN)/python benchmarks/bench_redis_write.py
+
+bench-scoring: install ## nightly scoring of 100k firm-months with the champion (built workspace)
+	$(BIN)/python benchmarks/bench_scoring.py
 
 bench-serving: install ## /v1/score load (1 and 2 workers) and a 10-minute soak on the built workspace
 	$(BIN)/python benchmarks/bench_serving.py

@@ -54,6 +54,12 @@ def redis_py_pipeline(client, project: str, view: str, rows, features, batch: in
     return n
 
 
+def server_cpu(client) -> tuple[float, float]:
+    """The Redis server's user and system CPU seconds so far: its share of a write, apart from ours."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]), float(info["used_cpu_sys"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--workspace", type=Path, default=None)
@@ -72,11 +78,15 @@ def main() -> None:
     try:
         for name, project, fn in (("redis_py_pipeline", "zxbenchbase", redis_py_pipeline),
                                   ("resp_framed", "zxbenchresp", write_redis)):
+            cpu0 = server_cpu(client)
             t = time.perf_counter()
             n = sum(fn(client, project, v.name, table, v.features) for v, table in rows)
             s = time.perf_counter() - t
-            res |= {f"{name}_seconds": round(s, 1), f"{name}_values_per_s": round(n / s), "values": n}
-            print(f"{name}: {n:,} values in {s:.1f} s", flush=True)
+            user, system = (b - a for a, b in zip(cpu0, server_cpu(client), strict=True))
+            res |= {f"{name}_seconds": round(s, 1), f"{name}_values_per_s": round(n / s), "values": n,
+                    f"{name}_server_cpu_user_sys_s": [round(user, 1), round(system, 1)]}
+            print(f"{name}: {n:,} values in {s:.1f} s (Redis server CPU: user {user:.1f} s, system {system:.1f} s)",
+                  flush=True)
         res["speedup_vs_redis_py_pipeline"] = round(res["redis_py_pipeline_seconds"] / res["resp_framed_seconds"], 2)
         sample = random.Random(7).sample(entity_keys(rows[0][1].column(JOIN_KEY).to_pylist()), 50)
         res["sample_hashes_equal"] = all(client.hgetall(k + b"zxbenchbase") == client.hgetall(k + b"zxbenchresp")
