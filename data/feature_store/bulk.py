@@ -597,7 +597,7 @@ def bulk_materialize(store, views: Sequence[ViewSource], as_of: datetime | None 
     clusters = sqlite and not getattr(cfg.online_store, "vector_enabled", False)
     client = None if sqlite else redis_client(cfg.online_store.connection_string)
     con = duckdb.connect()
-
+    failure: BaseException | None = None
     try:
         # views are read (DuckDB) one ahead while the one before is written. SQLite: widest first, each
         # view's parameters built chunk by chunk in a second thread just ahead of its insert. Redis: in the
@@ -620,9 +620,28 @@ def bulk_materialize(store, views: Sequence[ViewSource], as_of: datetime | None 
                 results.append(BulkResult(view=v.name, entities=rows.num_rows, values=n))
                 if progress:
                     progress(v.name)
+    except BaseException as err:
+        failure = err
+        raise
     finally:
         con.close()
         if client is not None:
             client.close()
-        _record_intervals(store, [r.view for r in results], as_of)     # those written, even if one failed
+        _record_written(store, [r.view for r in results], as_of, failure)
     return results
+
+
+def _record_written(store, views: Sequence[str], as_of: datetime | None, failure: BaseException | None) -> None:
+    """Record the views written (even if a later one failed). When recording fails too, the write's own
+    error stays the one raised, with a note of what the registry lacks; alone, the registry's error is
+    raised naming the views whose new values it does not know of."""
+    try:
+        _record_intervals(store, views, as_of)
+    except Exception as err:
+        lacking = (f"the online store holds the new values of {len(views)} view(s) "
+                   f"({', '.join(views) or 'none'}), but the registry could not record their materialization: "
+                   f"{type(err).__name__}: {err}")
+        if failure is not None:
+            failure.add_note(lacking)
+            return
+        raise RuntimeError(lacking) from err
