@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from redis_cpu import redis_server_cpu
 from results_file import write_results
 
 from data.feature_store.bulk import bulk_materialize, redis_client
@@ -119,12 +120,6 @@ def sqlite_floor_seconds(online_db: Path, scratch: Path) -> float:
     return seconds
 
 
-def redis_server_cpu(client) -> float:
-    """CPU seconds the Redis server has used (user + system), to tell its share of a write from ours."""
-    info = client.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-
-
 def settled() -> None:
     """Flush dirty pages before a timed write: the previous step's gigabytes would otherwise be written
     back by the kernel during the next measurement, on the same two cores."""
@@ -190,12 +185,12 @@ def main() -> None:
         server = redis_client(s_redis.config.online_store.connection_string)
         try:
             settled()
-            cpu0 = redis_server_cpu(server)
+            cpu0 = sum(redis_server_cpu(server))
             t = time.perf_counter()
             bulk_materialize(s_redis, view_sources(s_redis, all_views))
             red = time.perf_counter() - t
             res.update({"bulk_redis_seconds": round(red, 1), "bulk_redis_values_per_s": round(values / red),
-                        "redis_server_cpu_seconds": round(redis_server_cpu(server) - cpu0, 1)})
+                        "redis_server_cpu_seconds": round(sum(redis_server_cpu(server)) - cpu0, 1)})
             res.update(online_latencies(s_redis, firms, args.calls, "redis"))
         finally:
             s_redis.teardown()

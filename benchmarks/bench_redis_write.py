@@ -20,6 +20,7 @@ import duckdb
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from redis_cpu import redis_server_cpu
 from results_file import write_results
 
 from data.feature_store.bulk import JOIN_KEY, encode_column, entity_keys, latest_rows, write_redis
@@ -54,12 +55,6 @@ def redis_py_pipeline(client, project: str, view: str, rows, features, batch: in
     return n
 
 
-def server_cpu(client) -> tuple[float, float]:
-    """The Redis server's user and system CPU seconds so far: its share of a write, apart from ours."""
-    info = client.info("cpu")
-    return float(info["used_cpu_user"]), float(info["used_cpu_sys"])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--workspace", type=Path, default=None)
@@ -78,11 +73,11 @@ def main() -> None:
     try:
         for name, project, fn in (("redis_py_pipeline", "zxbenchbase", redis_py_pipeline),
                                   ("resp_framed", "zxbenchresp", write_redis)):
-            cpu0 = server_cpu(client)
+            cpu0 = redis_server_cpu(client)
             t = time.perf_counter()
             n = sum(fn(client, project, v.name, table, v.features) for v, table in rows)
             s = time.perf_counter() - t
-            user, system = (b - a for a, b in zip(cpu0, server_cpu(client), strict=True))
+            user, system = (b - a for a, b in zip(cpu0, redis_server_cpu(client), strict=True))
             res |= {f"{name}_seconds": round(s, 1), f"{name}_values_per_s": round(n / s), "values": n,
                     f"{name}_server_cpu_user_sys_s": [round(user, 1), round(system, 1)]}
             print(f"{name}: {n:,} values in {s:.1f} s (Redis server CPU: user {user:.1f} s, system {system:.1f} s)",

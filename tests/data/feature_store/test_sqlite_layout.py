@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import UTC
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -60,23 +61,26 @@ def test_feasts_own_update_reads_writes_and_drops_a_clustered_table(tmp_path):
     EXISTS` keeps the clustered table, its write and read round-trip a value, its delete drops the table."""
     from datetime import datetime
 
-    from feast import Entity, FeatureView, Field, FileSource, RepoConfig, ValueType
+    from feast import FeatureView, Field, FileSource
     from feast.infra.online_stores.sqlite import SqliteOnlineStore
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
     from feast.types import Float64
 
-    path = tmp_path / "online.db"
-    config = RepoConfig(project="p", provider="local", registry=str(tmp_path / "registry.db"),
-                        online_store={"type": "sqlite", "path": str(path)}, repo_path=tmp_path,
-                        entity_key_serialization_version=3)
-    firm = Entity(name="enterprise", join_keys=["uscc"], value_type=ValueType.STRING)
+    from data.feature_store.definitions import enterprise_entity
+    from data.feature_store.store import repo_config
+    from kernel.profile import load_profile
+
+    config = repo_config(load_profile("local"), tmp_path)
+    path = Path(config.online_store.path)
+    table = f"{config.project}_v"
+    firm = enterprise_entity()
     view = FeatureView(name="v", entities=[firm], schema=[Field(name="x", dtype=Float64)],
                        source=FileSource(path=str(tmp_path / "v.parquet"), timestamp_field="ts"))
     online = SqliteOnlineStore()
     online.update(config, tables_to_delete=[], tables_to_keep=[view], entities_to_delete=[],
                   entities_to_keep=[firm], partial=False)
-    assert cluster_online_tables(path, "p") == ["p_v"]
+    assert cluster_online_tables(path, config.project) == [table]
     online.update(config, tables_to_delete=[], tables_to_keep=[view], entities_to_delete=[],
                   entities_to_keep=[firm], partial=False)           # a later `feast apply`
     key = EntityKey(join_keys=["uscc"], entity_values=[Value(string_val="91330900MA0000001X")])
@@ -85,8 +89,8 @@ def test_feasts_own_update_reads_writes_and_drops_a_clustered_table(tmp_path):
     (_, got), = online.online_read(config, view, [key], ["x"])
     assert got["x"].double_val == 0.25
     with sqlite3.connect(path) as con:
-        assert _state(con, "p_v") == (True, {"p_v_ek"})             # still clustered; apply's index is back
+        assert _state(con, table) == (True, {f"{table}_ek"})             # still clustered; apply's index is back
     online.update(config, tables_to_delete=[view], tables_to_keep=[], entities_to_delete=[],
                   entities_to_keep=[], partial=False)
     with sqlite3.connect(path) as con:
-        assert con.execute("select count(*) from sqlite_master where tbl_name = 'p_v'").fetchone() == (0,)
+        assert con.execute("select count(*) from sqlite_master where tbl_name = ?", (table,)).fetchone() == (0,)
